@@ -1,0 +1,20 @@
+from __future__ import annotations
+
+import uuid
+from datetime import datetime
+
+from sqlmodel import Field, SQLModel
+
+from mfa_service.base import UTCDateTime, new_id
+
+
+class User(SQLModel, table=True):
+    __tablename__ = "users"
+
+    id: uuid.UUID = Field(default_factory=new_id, primary_key=True)
+    # Normalised (trimmed, lower case) before it is stored or looked up.
+    email: str = Field(max_length=320, unique=True)
+    password_hash: str = Field(max_length=255)
+    mfa_enabled: bool = Field(default=False)
+    created_at: datetime = Field(sa_type=UTCDateTime)
+    password_changed_at: datetime = Field(sa_type=UTCDateTime)

@@ -1,0 +1,71 @@
+from __future__ import annotations
+
+from fastapi import APIRouter, Response, status
+
+from mfa_service.accounts import service
+from mfa_service.accounts.schemas import (
+    Credentials,
+    MeOut,
+    PasswordChangeRequest,
+    RegisterRequest,
+    UserOut,
+)
+from mfa_service.db import SessionDep
+from mfa_service.errors import (
+    EmailTaken,
+    InvalidCredentials,
+    InvalidToken,
+    Overloaded,
+    RateLimited,
+    ServiceUnavailable,
+    WeakPassword,
+    responses,
+)
+from mfa_service.services import ServicesDep
+from mfa_service.sessions.dependencies import CurrentClaims
+from mfa_service.sessions.schemas import TokenResponse
+
+router = APIRouter()
+
+
+@router.post(
+    "/auth/register", status_code=status.HTTP_201_CREATED, response_model=UserOut,
+    tags=["accounts"], summary="Create an account",
+    responses=responses(EmailTaken, WeakPassword, Overloaded),
+)
+async def register(body: RegisterRequest, db: SessionDep, svc: ServicesDep) -> UserOut:
+    """Passwords are 8–128 characters; the most common passwords are refused."""
+    user = await service.register(db, svc, body.email, body.password)
+    return UserOut(id=user.id, email=user.email, mfa_enabled=user.mfa_enabled)
+
+
+@router.post(
+    "/auth/login", response_model=TokenResponse, tags=["accounts"],
+    summary="Log in with email and password",
+    responses=responses(InvalidCredentials, RateLimited, ServiceUnavailable),
+)
+async def login(body: Credentials, db: SessionDep, svc: ServicesDep) -> TokenResponse:
+    """Unknown email and wrong password give the same answer."""
+    return await service.login(db, svc, body.email, body.password)
+
+
+@router.post(
+    "/auth/password", status_code=status.HTTP_204_NO_CONTENT, tags=["accounts"],
+    summary="Change the password", response_class=Response,
+    responses=responses(InvalidToken, InvalidCredentials, WeakPassword),
+)
+async def change_password(
+    body: PasswordChangeRequest, claims: CurrentClaims, db: SessionDep, svc: ServicesDep
+) -> None:
+    """Every other session of the user ends; this one stays signed in."""
+    await service.change_password(db, svc, claims, body.current_password, body.new_password)
+
+
+@router.get(
+    "/users/me", response_model=MeOut, tags=["accounts"], summary="The caller's account",
+    responses=responses(InvalidToken),
+)
+async def me(claims: CurrentClaims, db: SessionDep) -> MeOut:
+    user = await service.current_user(db, claims)
+    return MeOut(id=user.id, email=user.email, mfa_enabled=user.mfa_enabled,
+                 created_at=user.created_at)

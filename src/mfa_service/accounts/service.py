@@ -1,0 +1,78 @@
+"""Accounts: register, check a password, change it."""
+
+from __future__ import annotations
+
+from sqlalchemy.exc import IntegrityError
+from sqlmodel.ext.asyncio.session import AsyncSession
+
+from mfa_service.accounts import repository
+from mfa_service.accounts.models import User
+from mfa_service.accounts.passwords import is_too_common
+from mfa_service.clock import now
+from mfa_service.errors import EmailTaken, InvalidCredentials, InvalidToken, WeakPassword
+from mfa_service.services import Services
+from mfa_service.sessions import service as sessions
+from mfa_service.sessions.schemas import TokenResponse
+from mfa_service.tokens.access import AccessClaims
+
+
+def normalise_email(email: str) -> str:
+    return email.strip().lower()
+
+
+async def register(db: AsyncSession, svc: Services, email: str, password: str) -> User:
+    email = normalise_email(email)
+    if is_too_common(password, email):
+        raise WeakPassword()
+    if await repository.get_by_email(db, email) is not None:
+        raise EmailTaken()
+    at = now(svc.clock)
+    user = User(email=email, password_hash=await svc.hasher.hash(password), created_at=at,
+                password_changed_at=at)
+    db.add(user)
+    try:
+        await db.flush()
+    except IntegrityError:  # two registrations raced for one email: the unique index decided
+        raise EmailTaken() from None
+    return user
+
+
+async def check_password(db: AsyncSession, svc: Services, email: str, password: str) -> User:
+    """The user when the password matches; unknown emails cost one hash and fail the same way."""
+    user = await repository.get_by_email(db, normalise_email(email))
+    ok, new_hash = await svc.hasher.verify(password, user.password_hash if user else None)
+    if user is None or not ok:
+        raise InvalidCredentials()
+    if new_hash is not None:
+        user.password_hash = new_hash  # hashing parameters were raised since it was stored
+        db.add(user)
+    return user
+
+
+async def login(db: AsyncSession, svc: Services, email: str, password: str) -> TokenResponse:
+    user = await check_password(db, svc, email, password)
+    return await sessions.start_session(db, svc, user_id=user.id, amr=["pwd"])
+
+
+async def current_user(db: AsyncSession, claims: AccessClaims) -> User:
+    user = await repository.get(db, claims.sub)
+    if user is None:
+        raise InvalidToken()
+    return user
+
+
+async def change_password(
+    db: AsyncSession, svc: Services, claims: AccessClaims, current: str, new: str
+) -> None:
+    user = await current_user(db, claims)
+    ok, _ = await svc.hasher.verify(current, user.password_hash)
+    if not ok:
+        raise InvalidCredentials("The current password is incorrect.")
+    if is_too_common(new, user.email):
+        raise WeakPassword()
+    user.password_hash = await svc.hasher.hash(new)
+    user.password_changed_at = now(svc.clock)
+    db.add(user)
+    await sessions.revoke_other_sessions(db, svc, user.id, keep=claims.sid,
+                                         reason="password_changed")
+

@@ -1,0 +1,94 @@
+"""The application factory: everything is built in the lifespan, nothing at import time."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+from fastapi import FastAPI
+from fastapi.middleware.cors import CORSMiddleware
+
+from mfa_service import migrations
+from mfa_service.accounts import routes as accounts_routes
+from mfa_service.accounts.passwords import PasswordHasher
+from mfa_service.clock import Clock, SystemClock
+from mfa_service.config import Settings
+from mfa_service.db import create_engine, create_sessionmaker
+from mfa_service.docs import install_docs
+from mfa_service.errors import install_handlers
+from mfa_service.health import router as health_router
+from mfa_service.redis_client import create_redis
+from mfa_service.secretbox import load_secret_box
+from mfa_service.services import Services
+from mfa_service.sessions import routes as sessions_routes
+from mfa_service.tokens import routes as tokens_routes
+from mfa_service.tokens.keys import KeyStore, ensure_key
+
+logger = logging.getLogger("mfa_service")
+
+DESCRIPTION = """
+Passwords and second factors; signed JWTs only after the required factors are proven.
+
+Other services verify access tokens offline against `/.well-known/jwks.json`.
+Errors are `application/problem+json` (RFC 9457) with a stable `code`.
+Click **Authorize** and paste an `access_token` to call the protected routes.
+"""
+
+
+def create_app(settings: Settings | None = None, clock: Clock | None = None) -> FastAPI:
+    settings = settings or Settings()
+    clock = clock or SystemClock()
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        box = load_secret_box(settings)
+        engine = create_engine(settings)
+        redis = create_redis(settings)
+        try:
+            if settings.is_sqlite:
+                await migrations.upgrade(engine)
+            else:
+                await migrations.check_at_head(engine)
+            sessionmaker = create_sessionmaker(engine)
+            async with sessionmaker() as db:
+                await ensure_key(db, box, settings, clock)
+                await db.commit()
+            keys = KeyStore(sessionmaker, box, settings, clock)
+            await keys.reload()
+            hasher = PasswordHasher(settings)
+            await hasher.start()
+            app.state.services = Services(
+                settings=settings, clock=clock, engine=engine, sessionmaker=sessionmaker,
+                redis=redis, box=box, keys=keys, hasher=hasher,
+            )
+            logger.info("mfa-service ready: database %s, redis %s", engine.url.get_backend_name(),
+                        "server" if settings.redis_url else "in-process emulation")
+            yield
+        finally:
+            await redis.aclose()
+            await engine.dispose()
+
+    app = FastAPI(
+        title="mfa-service",
+        version="0.1.0",
+        description=DESCRIPTION,
+        lifespan=lifespan,
+        docs_url=None,
+        redoc_url=None,  # ReDoc loads scripts and fonts from CDNs
+    )
+    install_handlers(app)
+    install_docs(app)
+    if settings.cors_origins:
+        app.add_middleware(
+            CORSMiddleware,
+            allow_origins=settings.cors_origins,
+            allow_methods=["GET", "POST", "DELETE"],
+            allow_headers=["Authorization", "Content-Type"],
+            expose_headers=["Retry-After", "WWW-Authenticate"],
+            max_age=600,
+        )
+    for router in (accounts_routes.router, sessions_routes.router, tokens_routes.router,
+                   health_router):
+        app.include_router(router)
+    return app

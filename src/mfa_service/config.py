@@ -1,0 +1,106 @@
+"""Settings: one class, environment prefix ``MFA_``."""
+
+from __future__ import annotations
+
+import ipaddress
+from pathlib import Path
+from typing import Annotated, Literal
+
+from pydantic import Field, SecretStr, field_validator, model_validator
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+
+IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="MFA_", extra="ignore")
+
+    env: Literal["development", "production"] = "development"
+    data_dir: Path = Path("./data")
+    database_url: str | None = Field(
+        default=None, description="SQLAlchemy async URL; default: SQLite file in data_dir."
+    )
+    redis_url: str | None = Field(
+        default=None, description="redis://...; unset: in-process emulation (one process only)."
+    )
+    redis_prefix: str = "mfa:"
+
+    issuer: str = "http://localhost:8000"
+    audience: str = "mfa-service"
+    jwt_algorithm: Literal["ES256", "EdDSA", "RS256"] = "ES256"
+    # Base64 (url-safe) 32-byte key for AES-GCM over TOTP secrets and signing keys.
+    data_key: SecretStr | None = None
+
+    access_token_ttl: int = Field(default=900, ge=30, le=900)
+    challenge_ttl: int = Field(default=300, ge=30, le=3600)
+    session_max_age: int = Field(default=43200, ge=60)
+    session_idle_timeout: int = Field(default=1800, ge=60)
+
+    challenge_max_attempts: int = Field(default=5, ge=1)
+    factor_max_failures: int = Field(default=10, ge=1)
+    factor_lock_seconds: int = Field(default=900, ge=1)
+    login_max_failures: int = Field(default=10, ge=1)
+    login_window_seconds: int = Field(default=900, ge=1)
+    login_account_max_failures: int = Field(default=100, ge=1)
+    login_ip_max_failures: int = Field(default=100, ge=1)
+
+    cors_origins: Annotated[list[str], NoDecode] = []
+    trusted_proxies: Annotated[list[IPNetwork], NoDecode] = []
+
+    # Password hashing: argon2id, OWASP minimum by default.
+    argon2_memory_kib: int = Field(default=19456, ge=19456)
+    argon2_time_cost: int = Field(default=2, ge=2)
+    argon2_parallelism: int = Field(default=1, ge=1)
+    # Threads that may hash at once (0: one per core) and how many requests may wait for one.
+    hash_workers: int = Field(default=0, ge=0)
+    hash_queue_limit: int = Field(default=256, ge=1)
+
+    @field_validator("cors_origins", mode="before")
+    @classmethod
+    def _split_origins(cls, value: object) -> object:
+        if isinstance(value, str):
+            return [part.strip() for part in value.split(",") if part.strip()]
+        return value
+
+    @field_validator("trusted_proxies", mode="before")
+    @classmethod
+    def _split_proxies(cls, value: object) -> object:
+        if isinstance(value, str):
+            value = [part.strip() for part in value.split(",") if part.strip()]
+        if isinstance(value, list):
+            return [ipaddress.ip_network(str(v), strict=False) for v in value]
+        return value
+
+    @field_validator("issuer")
+    @classmethod
+    def _strip_issuer(cls, value: str) -> str:
+        return value.rstrip("/")
+
+    @model_validator(mode="after")
+    def _production_needs_real_keys(self) -> Settings:
+        if self.env != "production":
+            return self
+        if self.data_key is None:
+            raise ValueError(
+                "MFA_DATA_KEY is required when MFA_ENV=production "
+                "(generate one with: mfa-service keys generate-data-key)"
+            )
+        if self.redis_url is None:
+            raise ValueError("MFA_REDIS_URL is required when MFA_ENV=production")
+        if self.database_url is None:
+            raise ValueError("MFA_DATABASE_URL is required when MFA_ENV=production")
+        return self
+
+    @property
+    def effective_database_url(self) -> str:
+        if self.database_url:
+            return self.database_url
+        return f"sqlite+aiosqlite:///{(self.data_dir / 'mfa.db').resolve()}"
+
+    @property
+    def is_sqlite(self) -> bool:
+        return self.effective_database_url.startswith("sqlite")
+
+    @property
+    def jwks_uri(self) -> str:
+        return f"{self.issuer}/.well-known/jwks.json"

@@ -1,0 +1,202 @@
+"""One exception hierarchy, rendered as RFC 9457 problem+json.
+
+Every error carries its HTTP status, a stable machine `code` and optional headers. Messages
+are fixed strings chosen here: nothing a client sent (passwords, codes, tokens) is echoed.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Mapping
+from typing import Any, ClassVar
+
+import redis.exceptions
+import sqlalchemy.exc
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from pydantic import BaseModel
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+logger = logging.getLogger(__name__)
+
+PROBLEM_JSON = "application/problem+json"
+
+
+class Problem(BaseModel):
+    """RFC 9457 problem details; `code` is a stable string clients can switch on."""
+
+    type: str
+    title: str
+    status: int
+    detail: str
+    code: str
+
+
+class ServiceError(Exception):
+    status: ClassVar[int] = 500
+    code: ClassVar[str] = "internal_error"
+    title: ClassVar[str] = "Internal error"
+    detail: ClassVar[str] = "The server could not complete the request."
+
+    def __init__(self, detail: str | None = None, headers: Mapping[str, str] | None = None):
+        self.message = detail or self.detail
+        self.headers = dict(headers or {})
+        super().__init__(self.code)
+
+    def problem(self) -> dict[str, Any]:
+        return problem_body(self.status, self.code, self.title, self.message)
+
+
+def problem_body(status: int, code: str, title: str, detail: str) -> dict[str, Any]:
+    return {
+        "type": f"urn:mfa-service:problem:{code}",
+        "title": title,
+        "status": status,
+        "detail": detail,
+        "code": code,
+    }
+
+
+class InvalidCredentials(ServiceError):
+    status = 401
+    code = "invalid_credentials"
+    title = "Invalid credentials"
+    detail = "The email or password is incorrect."
+
+
+class InvalidToken(ServiceError):
+    status = 401
+    code = "invalid_token"
+    title = "Invalid token"
+    detail = "The access token is missing, invalid, expired or revoked."
+
+    def __init__(self, detail: str | None = None, headers: Mapping[str, str] | None = None):
+        super().__init__(detail, {"WWW-Authenticate": 'Bearer error="invalid_token"', **(headers or {})})
+
+
+class InvalidRefreshToken(ServiceError):
+    status = 401
+    code = "invalid_refresh_token"
+    title = "Invalid refresh token"
+    detail = "The refresh token is invalid, expired or revoked."
+
+
+class EmailTaken(ServiceError):
+    status = 409
+    code = "email_taken"
+    title = "Email already registered"
+    detail = "An account with this email already exists."
+
+
+class WeakPassword(ServiceError):
+    status = 422
+    code = "weak_password"
+    title = "Password not accepted"
+    detail = "The password is too common."
+
+
+class RateLimited(ServiceError):
+    status = 429
+    code = "rate_limited"
+    title = "Too many attempts"
+    detail = "Too many failed attempts; try again later."
+
+    def __init__(self, retry_after: int, detail: str | None = None):
+        self.retry_after = max(1, int(retry_after))
+        super().__init__(detail, {"Retry-After": str(self.retry_after)})
+
+
+class ServiceUnavailable(ServiceError):
+    status = 503
+    code = "service_unavailable"
+    title = "Service unavailable"
+    detail = "A backing service is unreachable; nothing was changed. Try again shortly."
+
+    def __init__(self, detail: str | None = None, retry_after: int = 1):
+        super().__init__(detail, {"Retry-After": str(retry_after)})
+
+
+class Overloaded(ServiceUnavailable):
+    code = "overloaded"
+    title = "Overloaded"
+    detail = "Too many requests are waiting for password hashing; try again shortly."
+
+
+def responses(*errors: type[ServiceError]) -> dict[int | str, dict[str, Any]]:
+    """OpenAPI `responses=` entries for the errors a route can raise."""
+    out: dict[int | str, dict[str, Any]] = {}
+    for error in errors:
+        entry = out.setdefault(
+            error.status,
+            {"model": Problem, "description": error.title, "content": {PROBLEM_JSON: {}}},
+        )
+        if entry["description"] != error.title:
+            entry["description"] += f"; {error.title}"
+        examples = entry["content"][PROBLEM_JSON].setdefault("examples", {})
+        examples[error.code] = {
+            "value": problem_body(error.status, error.code, error.title, error.detail)
+        }
+    return out
+
+
+def _render(status: int, body: dict[str, Any], headers: Mapping[str, str] | None = None) -> JSONResponse:
+    return JSONResponse(body, status_code=status, headers=dict(headers or {}), media_type=PROBLEM_JSON)
+
+
+# Exceptions that mean "a backing server is unreachable": refuse, never fail open.
+BACKEND_DOWN: tuple[type[BaseException], ...] = (
+    redis.exceptions.ConnectionError,
+    redis.exceptions.TimeoutError,
+    sqlalchemy.exc.OperationalError,
+    sqlalchemy.exc.InterfaceError,
+    sqlalchemy.exc.DisconnectionError,
+    ConnectionError,
+    TimeoutError,
+    OSError,
+)
+
+
+def install_handlers(app: FastAPI) -> None:
+    async def service_error(_: Request, exc: Exception) -> JSONResponse:
+        assert isinstance(exc, ServiceError)
+        return _render(exc.status, exc.problem(), exc.headers)
+
+    async def backend_down(request: Request, exc: Exception) -> JSONResponse:
+        # The exception text may hold a connection URL; log only its type.
+        logger.warning("backend unreachable on %s %s: %s", request.method, request.url.path,
+                       type(exc).__name__)
+        err = ServiceUnavailable()
+        return _render(err.status, err.problem(), err.headers)
+
+    async def validation_error(_: Request, exc: Exception) -> JSONResponse:
+        assert isinstance(exc, RequestValidationError)
+        # FastAPI's default body echoes the input (a password, a code): keep only where and why.
+        errors = [
+            {"loc": list(e.get("loc", ())), "msg": e.get("msg", ""), "type": e.get("type", "")}
+            for e in exc.errors()
+        ]
+        body = problem_body(422, "validation_error", "Invalid request",
+                            "The request body or parameters are not valid.")
+        body["errors"] = errors
+        return _render(422, body)
+
+    async def http_error(_: Request, exc: Exception) -> JSONResponse:
+        assert isinstance(exc, StarletteHTTPException)
+        code = {404: "not_found", 405: "method_not_allowed"}.get(exc.status_code, "http_error")
+        title = str(exc.detail) if isinstance(exc.detail, str) else "Error"
+        return _render(exc.status_code, problem_body(exc.status_code, code, title, title),
+                       exc.headers)
+
+    async def unexpected(request: Request, exc: Exception) -> JSONResponse:
+        # The engine hides SQL parameters, and our own messages never hold secrets.
+        logger.error("unhandled error on %s %s", request.method, request.url.path, exc_info=exc)
+        err = ServiceError()
+        return _render(err.status, err.problem())
+
+    app.add_exception_handler(ServiceError, service_error)
+    for exc_type in BACKEND_DOWN:
+        app.add_exception_handler(exc_type, backend_down)
+    app.add_exception_handler(RequestValidationError, validation_error)
+    app.add_exception_handler(StarletteHTTPException, http_error)
+    app.add_exception_handler(Exception, unexpected)

@@ -1,0 +1,41 @@
+"""The long-lived collaborators one app instance holds, built in the lifespan."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Annotated
+
+from fastapi import Depends, Request
+from redis.asyncio import Redis
+from sqlalchemy.ext.asyncio import AsyncEngine, async_sessionmaker
+from sqlmodel.ext.asyncio.session import AsyncSession
+
+from mfa_service.accounts.passwords import PasswordHasher
+from mfa_service.clock import Clock
+from mfa_service.config import Settings
+from mfa_service.secretbox import SecretBox
+from mfa_service.tokens.keys import KeyStore
+
+
+@dataclass
+class Services:
+    settings: Settings
+    clock: Clock
+    engine: AsyncEngine
+    sessionmaker: async_sessionmaker[AsyncSession]
+    redis: Redis
+    box: SecretBox
+    keys: KeyStore
+    hasher: PasswordHasher
+
+    def rkey(self, *parts: str) -> str:
+        """A Redis key under this deployment's prefix."""
+        return self.settings.redis_prefix + ":".join(parts)
+
+
+def get_services(request: Request) -> Services:
+    services: Services = request.app.state.services
+    return services
+
+
+ServicesDep = Annotated[Services, Depends(get_services)]

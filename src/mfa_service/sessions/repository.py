@@ -1,0 +1,57 @@
+"""Queries on sessions and refresh tokens."""
+
+from __future__ import annotations
+
+import uuid
+from datetime import datetime
+
+from sqlalchemy import update
+from sqlmodel import col, select
+from sqlmodel.ext.asyncio.session import AsyncSession
+
+from mfa_service.sessions.models import RefreshToken, Session
+
+
+async def get_session(db: AsyncSession, session_id: uuid.UUID) -> Session | None:
+    return await db.get(Session, session_id)
+
+
+async def find_refresh_token(
+    db: AsyncSession, token_hash: str
+) -> tuple[RefreshToken, Session] | None:
+    row = (await db.exec(
+        select(RefreshToken, Session)
+        .join(Session, col(Session.id) == col(RefreshToken.session_id))
+        .where(RefreshToken.token_hash == token_hash)
+    )).first()
+    return None if row is None else (row[0], row[1])
+
+
+async def mark_used(db: AsyncSession, token_id: uuid.UUID, at: datetime) -> bool:
+    """Single use decided by the database: only one caller sees a row updated."""
+    result = await db.exec(
+        update(RefreshToken)
+        .where(col(RefreshToken.id) == token_id, col(RefreshToken.used_at).is_(None))
+        .values(used_at=at)
+    )
+    return result.rowcount == 1
+
+
+async def revoke(db: AsyncSession, session_id: uuid.UUID, at: datetime, reason: str) -> None:
+    await db.exec(
+        update(Session)
+        .where(col(Session.id) == session_id, col(Session.revoked_at).is_(None))
+        .values(revoked_at=at, revoked_reason=reason)
+    )
+
+
+async def revoke_all_for_user(
+    db: AsyncSession, user_id: uuid.UUID, at: datetime, reason: str,
+    *, keep: uuid.UUID | None = None,
+) -> None:
+    query = update(Session).where(
+        col(Session.user_id) == user_id, col(Session.revoked_at).is_(None)
+    )
+    if keep is not None:
+        query = query.where(col(Session.id) != keep)
+    await db.exec(query.values(revoked_at=at, revoked_reason=reason))

@@ -1,0 +1,89 @@
+"""Sessions: start one after login, rotate its refresh token, end it."""
+
+from __future__ import annotations
+
+import hashlib
+import secrets
+import uuid
+from datetime import datetime, timedelta
+
+from sqlmodel.ext.asyncio.session import AsyncSession
+
+from mfa_service.clock import now
+from mfa_service.errors import InvalidRefreshToken
+from mfa_service.services import Services
+from mfa_service.sessions import repository
+from mfa_service.sessions.models import RefreshToken, Session
+from mfa_service.sessions.schemas import TokenResponse
+from mfa_service.tokens.access import AccessClaims, mint_access_token
+
+
+def hash_token(token: str) -> str:
+    return hashlib.sha256(token.encode()).hexdigest()
+
+
+async def start_session(
+    db: AsyncSession, svc: Services, *, user_id: uuid.UUID, amr: list[str],
+    auth_time: datetime | None = None,
+) -> TokenResponse:
+    at = now(svc.clock)
+    session = Session(
+        user_id=user_id, created_at=at, auth_time=auth_time or at, amr=" ".join(amr),
+        last_refreshed_at=at, expires_at=at + timedelta(seconds=svc.settings.session_max_age),
+    )
+    db.add(session)
+    await db.flush()  # no ORM relationship orders the inserts: the session row goes first
+    return await _issue(db, svc, session, at)
+
+
+async def _issue(db: AsyncSession, svc: Services, session: Session, at: datetime) -> TokenResponse:
+    refresh_token = secrets.token_urlsafe(32)
+    db.add(RefreshToken(session_id=session.id, token_hash=hash_token(refresh_token), created_at=at))
+    access_token, _ = mint_access_token(
+        await svc.keys.ring(), svc.settings, svc.clock, user_id=session.user_id,
+        session_id=session.id, auth_time=session.auth_time, amr=session.amr.split(),
+    )
+    await db.flush()
+    return TokenResponse(
+        access_token=access_token, expires_in=svc.settings.access_token_ttl,
+        refresh_token=refresh_token,
+    )
+
+
+async def refresh(db: AsyncSession, svc: Services, refresh_token: str) -> TokenResponse:
+    at = now(svc.clock)
+    found = await repository.find_refresh_token(db, hash_token(refresh_token))
+    if found is None:
+        raise InvalidRefreshToken()
+    token, session = found
+    if token.used_at is not None or not await repository.mark_used(db, token.id, at):
+        # A rotated token came back: whoever holds the family may be a thief. End it.
+        await repository.revoke(db, session.id, at, "refresh_reuse")
+        raise InvalidRefreshToken()
+    idle_limit = session.last_refreshed_at + timedelta(seconds=svc.settings.session_idle_timeout)
+    if session.revoked_at is not None or at >= session.expires_at or at >= idle_limit:
+        raise InvalidRefreshToken()
+    session.last_refreshed_at = at
+    db.add(session)
+    await db.flush()  # no ORM relationship orders the inserts: the session row goes first
+    return await _issue(db, svc, session, at)
+
+
+async def logout(
+    db: AsyncSession, svc: Services, claims: AccessClaims, refresh_token: str | None
+) -> None:
+    at = now(svc.clock)
+    ttl = max(1, claims.exp - int(svc.clock.time()))
+    await svc.redis.set(svc.rkey("deny", claims.jti), b"1", ex=ttl)
+    await repository.revoke(db, claims.sid, at, "logout")
+    if refresh_token:
+        found = await repository.find_refresh_token(db, hash_token(refresh_token))
+        # Only the caller's own sessions; a stranger's token is silently ignored.
+        if found is not None and found[1].user_id == claims.sub:
+            await repository.revoke(db, found[1].id, at, "logout")
+
+
+async def revoke_other_sessions(
+    db: AsyncSession, svc: Services, user_id: uuid.UUID, keep: uuid.UUID | None, reason: str
+) -> None:
+    await repository.revoke_all_for_user(db, user_id, now(svc.clock), reason, keep=keep)

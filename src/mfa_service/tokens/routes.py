@@ -1,0 +1,30 @@
+from __future__ import annotations
+
+from typing import Any
+
+from fastapi import APIRouter, Response
+
+from mfa_service.services import ServicesDep
+
+router = APIRouter(tags=["discovery"])
+
+
+@router.get("/.well-known/jwks.json", summary="Public signing keys (RFC 7517)")
+async def jwks(svc: ServicesDep, response: Response) -> dict[str, Any]:
+    """Verify access tokens offline with these keys; refetch when a token names an unknown `kid`."""
+    response.headers["Cache-Control"] = "public, max-age=300"
+    return (await svc.keys.ring()).jwks()
+
+
+@router.get("/.well-known/openid-configuration", summary="Discovery document")
+async def discovery(svc: ServicesDep) -> dict[str, Any]:
+    s = svc.settings
+    return {
+        "issuer": s.issuer,
+        "jwks_uri": s.jwks_uri,
+        "token_endpoint_auth_methods_supported": ["none"],
+        "access_token_signing_alg_values_supported": [s.jwt_algorithm],
+        "claims_supported": ["iss", "aud", "sub", "iat", "nbf", "exp", "jti", "auth_time",
+                             "amr", "sid"],
+        "amr_values_supported": ["pwd", "mfa", "otp", "recovery"],
+    }
