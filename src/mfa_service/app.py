@@ -59,11 +59,20 @@ def create_app(settings: Settings | None = None, clock: Clock | None = None) -> 
             hasher = PasswordHasher(settings)
             await hasher.start()
             app.state.services = Services(
-                settings=settings, clock=clock, engine=engine, sessionmaker=sessionmaker,
-                redis=redis, box=box, keys=keys, hasher=hasher,
+                settings=settings,
+                clock=clock,
+                engine=engine,
+                sessionmaker=sessionmaker,
+                redis=redis,
+                box=box,
+                keys=keys,
+                hasher=hasher,
             )
-            logger.info("mfa-service ready: database %s, redis %s", engine.url.get_backend_name(),
-                        "server" if settings.redis_url else "in-process emulation")
+            logger.info(
+                "mfa-service ready: database %s, redis %s",
+                engine.url.get_backend_name(),
+                "server" if settings.redis_url else "in-process emulation",
+            )
             yield
         finally:
             await redis.aclose()
@@ -88,7 +97,11 @@ def create_app(settings: Settings | None = None, clock: Clock | None = None) -> 
             expose_headers=["Retry-After", "WWW-Authenticate"],
             max_age=600,
         )
-    for router in (accounts_routes.router, sessions_routes.router, tokens_routes.router,
-                   health_router):
+    for router in (
+        accounts_routes.router,
+        sessions_routes.router,
+        tokens_routes.router,
+        health_router,
+    ):
         app.include_router(router)
     return app

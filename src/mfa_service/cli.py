@@ -64,18 +64,27 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 def _serve(settings: Settings, host: str, port: int, workers: int, log_level: str) -> int:
     if workers > 1 and not settings.redis_url:
-        print("mfa-service: --workers > 1 needs MFA_REDIS_URL: the in-process Redis emulation "
-              "cannot be shared between processes", file=sys.stderr)
+        print(
+            "mfa-service: --workers > 1 needs MFA_REDIS_URL: the in-process Redis emulation "
+            "cannot be shared between processes",
+            file=sys.stderr,
+        )
         return 2
     load_secret_box(settings)  # create the development key once, before workers race for it
     if settings.is_sqlite:
         asyncio.run(_upgrade(settings))  # once, before the workers start
     uvicorn.run(
-        "mfa_service.app:create_app", factory=True, host=host, port=port, workers=workers,
+        "mfa_service.app:create_app",
+        factory=True,
+        host=host,
+        port=port,
+        workers=workers,
         log_level=log_level,
         # We read X-Forwarded-For ourselves, only from MFA_TRUSTED_PROXIES; uvicorn would
         # otherwise trust it from 127.0.0.1.
-        proxy_headers=False, forwarded_allow_ips="", server_header=False,
+        proxy_headers=False,
+        forwarded_allow_ips="",
+        server_header=False,
     )
     return 0
 
@@ -95,8 +104,9 @@ async def _keys(settings: Settings, command: str) -> int:
         await migrations.check_at_head(engine)
         async with create_sessionmaker(engine)() as db:
             if command == "rotate":
-                row = await keys.create_key(db, load_secret_box(settings),
-                                            settings.jwt_algorithm, clock)
+                row = await keys.create_key(
+                    db, load_secret_box(settings), settings.jwt_algorithm, clock
+                )
                 await db.commit()
                 print(f"new active signing key {row.kid} ({row.algorithm})")
             rows = await keys.list_keys(db)
@@ -110,8 +120,9 @@ async def _keys(settings: Settings, command: str) -> int:
             state = f"retired {r.retired_at.isoformat(timespec='seconds')}, still published"
         else:
             state = f"retired {r.retired_at.isoformat(timespec='seconds')}"
-        print(f"{r.kid:<20} {r.algorithm:<6} {r.created_at.isoformat(timespec='seconds'):<26} "
-              f"{state}")
+        print(
+            f"{r.kid:<20} {r.algorithm:<6} {r.created_at.isoformat(timespec='seconds'):<26} {state}"
+        )
     return 0
 
 

@@ -26,8 +26,9 @@ def create_engine(settings: Settings) -> AsyncEngine:
         event.listen(engine.sync_engine, "connect", _sqlite_pragmas)
         return engine
     # hide_parameters: SQL errors must not carry hashes or emails into logs.
-    return create_async_engine(url, hide_parameters=True, pool_size=10, max_overflow=10,
-                               pool_timeout=5)
+    return create_async_engine(
+        url, hide_parameters=True, pool_size=10, max_overflow=10, pool_timeout=5
+    )
 
 
 def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:

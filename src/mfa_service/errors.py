@@ -72,7 +72,9 @@ class InvalidToken(ServiceError):
     detail = "The access token is missing, invalid, expired or revoked."
 
     def __init__(self, detail: str | None = None, headers: Mapping[str, str] | None = None):
-        super().__init__(detail, {"WWW-Authenticate": 'Bearer error="invalid_token"', **(headers or {})})
+        super().__init__(
+            detail, {"WWW-Authenticate": 'Bearer error="invalid_token"', **(headers or {})}
+        )
 
 
 class InvalidRefreshToken(ServiceError):
@@ -140,12 +142,16 @@ def responses(*errors: type[ServiceError]) -> dict[int | str, dict[str, Any]]:
     return out
 
 
-def _render(status: int, body: dict[str, Any], headers: Mapping[str, str] | None = None) -> JSONResponse:
-    return JSONResponse(body, status_code=status, headers=dict(headers or {}), media_type=PROBLEM_JSON)
+def _render(
+    status: int, body: dict[str, Any], headers: Mapping[str, str] | None = None
+) -> JSONResponse:
+    return JSONResponse(
+        body, status_code=status, headers=dict(headers or {}), media_type=PROBLEM_JSON
+    )
 
 
 # Exceptions that mean "a backing server is unreachable": refuse, never fail open.
-BACKEND_DOWN: tuple[type[BaseException], ...] = (
+BACKEND_DOWN: tuple[type[Exception], ...] = (
     redis.exceptions.ConnectionError,
     redis.exceptions.TimeoutError,
     sqlalchemy.exc.OperationalError,
@@ -164,8 +170,9 @@ def install_handlers(app: FastAPI) -> None:
 
     async def backend_down(request: Request, exc: Exception) -> JSONResponse:
         # The exception text may hold a connection URL; log only its type.
-        logger.warning("backend unreachable on %s %s: %s", request.method, request.url.path,
-                       type(exc).__name__)
+        logger.warning(
+            "backend unreachable on %s %s: %s", request.method, request.url.path, type(exc).__name__
+        )
         err = ServiceUnavailable()
         return _render(err.status, err.problem(), err.headers)
 
@@ -176,8 +183,12 @@ def install_handlers(app: FastAPI) -> None:
             {"loc": list(e.get("loc", ())), "msg": e.get("msg", ""), "type": e.get("type", "")}
             for e in exc.errors()
         ]
-        body = problem_body(422, "validation_error", "Invalid request",
-                            "The request body or parameters are not valid.")
+        body = problem_body(
+            422,
+            "validation_error",
+            "Invalid request",
+            "The request body or parameters are not valid.",
+        )
         body["errors"] = errors
         return _render(422, body)
 
@@ -185,8 +196,9 @@ def install_handlers(app: FastAPI) -> None:
         assert isinstance(exc, StarletteHTTPException)
         code = {404: "not_found", 405: "method_not_allowed"}.get(exc.status_code, "http_error")
         title = str(exc.detail) if isinstance(exc.detail, str) else "Error"
-        return _render(exc.status_code, problem_body(exc.status_code, code, title, title),
-                       exc.headers)
+        return _render(
+            exc.status_code, problem_body(exc.status_code, code, title, title), exc.headers
+        )
 
     async def unexpected(request: Request, exc: Exception) -> JSONResponse:
         # The engine hides SQL parameters, and our own messages never hold secrets.

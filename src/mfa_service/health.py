@@ -18,8 +18,11 @@ async def healthz() -> dict[str, str]:
     return {"status": "ok"}
 
 
-@router.get("/readyz", summary="Readiness: the database and Redis answer",
-            responses=responses(ServiceUnavailable))
+@router.get(
+    "/readyz",
+    summary="Readiness: the database and Redis answer",
+    responses=responses(ServiceUnavailable),
+)
 async def readyz(svc: ServicesDep) -> dict[str, str]:
     try:
         async with asyncio.timeout(3):

@@ -41,7 +41,9 @@ class SecretBox:
 
     def open(self, sealed: bytes, *, key_id: str, context: bytes) -> bytes:
         if key_id != self.key_id:
-            raise DataKeyError(f"row sealed with data key {key_id}, configured key is {self.key_id}")
+            raise DataKeyError(
+                f"row sealed with data key {key_id}, configured key is {self.key_id}"
+            )
         return AESGCM(self.key).decrypt(sealed[:12], sealed[12:], context)
 
 

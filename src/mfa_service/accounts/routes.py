@@ -29,8 +29,11 @@ router = APIRouter()
 
 
 @router.post(
-    "/auth/register", status_code=status.HTTP_201_CREATED, response_model=UserOut,
-    tags=["accounts"], summary="Create an account",
+    "/auth/register",
+    status_code=status.HTTP_201_CREATED,
+    response_model=UserOut,
+    tags=["accounts"],
+    summary="Create an account",
     responses=responses(EmailTaken, WeakPassword, Overloaded),
 )
 async def register(body: RegisterRequest, db: SessionDep, svc: ServicesDep) -> UserOut:
@@ -40,7 +43,9 @@ async def register(body: RegisterRequest, db: SessionDep, svc: ServicesDep) -> U
 
 
 @router.post(
-    "/auth/login", response_model=TokenResponse, tags=["accounts"],
+    "/auth/login",
+    response_model=TokenResponse,
+    tags=["accounts"],
     summary="Log in with email and password",
     responses=responses(InvalidCredentials, RateLimited, ServiceUnavailable),
 )
@@ -50,8 +55,11 @@ async def login(body: Credentials, db: SessionDep, svc: ServicesDep) -> TokenRes
 
 
 @router.post(
-    "/auth/password", status_code=status.HTTP_204_NO_CONTENT, tags=["accounts"],
-    summary="Change the password", response_class=Response,
+    "/auth/password",
+    status_code=status.HTTP_204_NO_CONTENT,
+    tags=["accounts"],
+    summary="Change the password",
+    response_class=Response,
     responses=responses(InvalidToken, InvalidCredentials, WeakPassword),
 )
 async def change_password(
@@ -62,10 +70,14 @@ async def change_password(
 
 
 @router.get(
-    "/users/me", response_model=MeOut, tags=["accounts"], summary="The caller's account",
+    "/users/me",
+    response_model=MeOut,
+    tags=["accounts"],
+    summary="The caller's account",
     responses=responses(InvalidToken),
 )
 async def me(claims: CurrentClaims, db: SessionDep) -> MeOut:
     user = await service.current_user(db, claims)
-    return MeOut(id=user.id, email=user.email, mfa_enabled=user.mfa_enabled,
-                 created_at=user.created_at)
+    return MeOut(
+        id=user.id, email=user.email, mfa_enabled=user.mfa_enabled, created_at=user.created_at
+    )

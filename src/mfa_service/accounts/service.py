@@ -27,8 +27,12 @@ async def register(db: AsyncSession, svc: Services, email: str, password: str) -
     if await repository.get_by_email(db, email) is not None:
         raise EmailTaken()
     at = now(svc.clock)
-    user = User(email=email, password_hash=await svc.hasher.hash(password), created_at=at,
-                password_changed_at=at)
+    user = User(
+        email=email,
+        password_hash=await svc.hasher.hash(password),
+        created_at=at,
+        password_changed_at=at,
+    )
     db.add(user)
     try:
         await db.flush()
@@ -73,6 +77,6 @@ async def change_password(
     user.password_hash = await svc.hasher.hash(new)
     user.password_changed_at = now(svc.clock)
     db.add(user)
-    await sessions.revoke_other_sessions(db, svc, user.id, keep=claims.sid,
-                                         reason="password_changed")
-
+    await sessions.revoke_other_sessions(
+        db, svc, user.id, keep=claims.sid, reason="password_changed"
+    )

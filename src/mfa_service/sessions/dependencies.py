@@ -15,13 +15,15 @@ from mfa_service.sessions import repository
 from mfa_service.tokens.access import AccessClaims, verify_access_token
 
 bearer = HTTPBearer(
-    auto_error=False, bearerFormat="JWT",
+    auto_error=False,
+    bearerFormat="JWT",
     description="An access token from /auth/login, /mfa/challenge or /auth/refresh.",
 )
 
 
 async def current_claims(
-    svc: ServicesDep, db: SessionDep,
+    svc: ServicesDep,
+    db: SessionDep,
     credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(bearer)],
 ) -> AccessClaims:
     if credentials is None or credentials.scheme.lower() != "bearer":
@@ -31,8 +33,12 @@ async def current_claims(
         raise InvalidToken()
     # The database decides whether the session lives, so a lost Redis cannot revive a logout.
     session = await repository.get_session(db, claims.sid)
-    if (session is None or session.revoked_at is not None or session.user_id != claims.sub
-            or now(svc.clock) >= session.expires_at):
+    if (
+        session is None
+        or session.revoked_at is not None
+        or session.user_id != claims.sub
+        or now(svc.clock) >= session.expires_at
+    ):
         raise InvalidToken()
     return claims
 

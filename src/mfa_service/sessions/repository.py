@@ -19,11 +19,13 @@ async def get_session(db: AsyncSession, session_id: uuid.UUID) -> Session | None
 async def find_refresh_token(
     db: AsyncSession, token_hash: str
 ) -> tuple[RefreshToken, Session] | None:
-    row = (await db.exec(
-        select(RefreshToken, Session)
-        .join(Session, col(Session.id) == col(RefreshToken.session_id))
-        .where(RefreshToken.token_hash == token_hash)
-    )).first()
+    row = (
+        await db.exec(
+            select(RefreshToken, Session)
+            .join(Session, col(Session.id) == col(RefreshToken.session_id))
+            .where(RefreshToken.token_hash == token_hash)
+        )
+    ).first()
     return None if row is None else (row[0], row[1])
 
 
@@ -46,8 +48,12 @@ async def revoke(db: AsyncSession, session_id: uuid.UUID, at: datetime, reason: 
 
 
 async def revoke_all_for_user(
-    db: AsyncSession, user_id: uuid.UUID, at: datetime, reason: str,
-    *, keep: uuid.UUID | None = None,
+    db: AsyncSession,
+    user_id: uuid.UUID,
+    at: datetime,
+    reason: str,
+    *,
+    keep: uuid.UUID | None = None,
 ) -> None:
     query = update(Session).where(
         col(Session.user_id) == user_id, col(Session.revoked_at).is_(None)

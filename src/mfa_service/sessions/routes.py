@@ -13,7 +13,9 @@ router = APIRouter(tags=["sessions"])
 
 
 @router.post(
-    "/auth/refresh", response_model=TokenResponse, summary="Rotate a refresh token",
+    "/auth/refresh",
+    response_model=TokenResponse,
+    summary="Rotate a refresh token",
     responses=responses(InvalidRefreshToken, ServiceUnavailable),
 )
 async def refresh(body: RefreshRequest, db: SessionDep, svc: ServicesDep) -> TokenResponse:
@@ -22,8 +24,11 @@ async def refresh(body: RefreshRequest, db: SessionDep, svc: ServicesDep) -> Tok
 
 
 @router.post(
-    "/auth/logout", status_code=status.HTTP_204_NO_CONTENT, response_class=Response,
-    summary="End the session", responses=responses(InvalidToken, ServiceUnavailable),
+    "/auth/logout",
+    status_code=status.HTTP_204_NO_CONTENT,
+    response_class=Response,
+    summary="End the session",
+    responses=responses(InvalidToken, ServiceUnavailable),
 )
 async def logout(
     claims: CurrentClaims, db: SessionDep, svc: ServicesDep, body: LogoutRequest | None = None

@@ -6,13 +6,19 @@ from pydantic import BaseModel, ConfigDict, Field
 
 
 class TokenResponse(BaseModel):
-    model_config = ConfigDict(json_schema_extra={"examples": [{
-        "status": "authenticated",
-        "token_type": "Bearer",
-        "access_token": "eyJhbGciOiJFUzI1NiIsImtpZCI6Ii4uLiIsInR5cCI6ImF0K2p3dCJ9...",
-        "expires_in": 900,
-        "refresh_token": "t3Ftq0b1V1t1uJ5c0m2z3qT7nQ...",
-    }]})
+    model_config = ConfigDict(
+        json_schema_extra={
+            "examples": [
+                {
+                    "status": "authenticated",
+                    "token_type": "Bearer",
+                    "access_token": "eyJhbGciOiJFUzI1NiIsImtpZCI6Ii4uLiIsInR5cCI6ImF0K2p3dCJ9...",
+                    "expires_in": 900,
+                    "refresh_token": "t3Ftq0b1V1t1uJ5c0m2z3qT7nQ...",
+                }
+            ]
+        }
+    )
 
     status: Literal["authenticated"] = "authenticated"
     token_type: Literal["Bearer"] = "Bearer"

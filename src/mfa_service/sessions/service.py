@@ -23,13 +23,21 @@ def hash_token(token: str) -> str:
 
 
 async def start_session(
-    db: AsyncSession, svc: Services, *, user_id: uuid.UUID, amr: list[str],
+    db: AsyncSession,
+    svc: Services,
+    *,
+    user_id: uuid.UUID,
+    amr: list[str],
     auth_time: datetime | None = None,
 ) -> TokenResponse:
     at = now(svc.clock)
     session = Session(
-        user_id=user_id, created_at=at, auth_time=auth_time or at, amr=" ".join(amr),
-        last_refreshed_at=at, expires_at=at + timedelta(seconds=svc.settings.session_max_age),
+        user_id=user_id,
+        created_at=at,
+        auth_time=auth_time or at,
+        amr=" ".join(amr),
+        last_refreshed_at=at,
+        expires_at=at + timedelta(seconds=svc.settings.session_max_age),
     )
     db.add(session)
     await db.flush()  # no ORM relationship orders the inserts: the session row goes first
@@ -40,12 +48,18 @@ async def _issue(db: AsyncSession, svc: Services, session: Session, at: datetime
     refresh_token = secrets.token_urlsafe(32)
     db.add(RefreshToken(session_id=session.id, token_hash=hash_token(refresh_token), created_at=at))
     access_token, _ = mint_access_token(
-        await svc.keys.ring(), svc.settings, svc.clock, user_id=session.user_id,
-        session_id=session.id, auth_time=session.auth_time, amr=session.amr.split(),
+        await svc.keys.ring(),
+        svc.settings,
+        svc.clock,
+        user_id=session.user_id,
+        session_id=session.id,
+        auth_time=session.auth_time,
+        amr=session.amr.split(),
     )
     await db.flush()
     return TokenResponse(
-        access_token=access_token, expires_in=svc.settings.access_token_ttl,
+        access_token=access_token,
+        expires_in=svc.settings.access_token_ttl,
         refresh_token=refresh_token,
     )
 

@@ -30,22 +30,41 @@ class AccessClaims:
 
 
 def mint_access_token(
-    ring: KeyRing, settings: Settings, clock: Clock, *, user_id: uuid.UUID,
-    session_id: uuid.UUID, auth_time: datetime, amr: list[str],
+    ring: KeyRing,
+    settings: Settings,
+    clock: Clock,
+    *,
+    user_id: uuid.UUID,
+    session_id: uuid.UUID,
+    auth_time: datetime,
+    amr: list[str],
 ) -> tuple[str, AccessClaims]:
     issued = int(clock.time())
     claims = AccessClaims(
-        sub=user_id, sid=session_id, jti=uuid.uuid4().hex, iat=issued,
-        exp=issued + settings.access_token_ttl, auth_time=int(auth_time.timestamp()),
+        sub=user_id,
+        sid=session_id,
+        jti=uuid.uuid4().hex,
+        iat=issued,
+        exp=issued + settings.access_token_ttl,
+        auth_time=int(auth_time.timestamp()),
         amr=tuple(amr),
     )
     payload = {
-        "iss": settings.issuer, "aud": settings.audience, "sub": str(user_id),
-        "iat": issued, "nbf": issued, "exp": claims.exp, "jti": claims.jti,
-        "auth_time": claims.auth_time, "amr": list(amr), "sid": str(session_id),
+        "iss": settings.issuer,
+        "aud": settings.audience,
+        "sub": str(user_id),
+        "iat": issued,
+        "nbf": issued,
+        "exp": claims.exp,
+        "jti": claims.jti,
+        "auth_time": claims.auth_time,
+        "amr": list(amr),
+        "sid": str(session_id),
     }
     token = jwt.encode(
-        payload, ring.private_key, algorithm=ring.signing_algorithm,
+        payload,
+        ring.private_key,
+        algorithm=ring.signing_algorithm,
         headers={"kid": ring.signing_kid, "typ": ACCESS_TOKEN_TYP},
     )
     return token, claims
@@ -68,18 +87,29 @@ async def verify_access_token(
     try:
         # exp/nbf are checked below against the injected clock, so tests can move time.
         payload = jwt.decode(
-            token, key.key, algorithms=[key.algorithm], audience=settings.audience,
+            token,
+            key.key,
+            algorithms=[key.algorithm],
+            audience=settings.audience,
             issuer=settings.issuer,
-            options={"require": REQUIRED_CLAIMS, "verify_exp": False, "verify_nbf": False,
-                     "verify_iat": False},
+            options={
+                "require": REQUIRED_CLAIMS,
+                "verify_exp": False,
+                "verify_nbf": False,
+                "verify_iat": False,
+            },
         )
         current = clock.time()
         if not (int(payload["nbf"]) <= current < int(payload["exp"])):
             raise InvalidToken()
         return AccessClaims(
-            sub=uuid.UUID(payload["sub"]), sid=uuid.UUID(payload["sid"]), jti=str(payload["jti"]),
-            iat=int(payload["iat"]), exp=int(payload["exp"]),
-            auth_time=int(payload["auth_time"]), amr=tuple(str(a) for a in payload["amr"]),
+            sub=uuid.UUID(payload["sub"]),
+            sid=uuid.UUID(payload["sid"]),
+            jti=str(payload["jti"]),
+            iat=int(payload["iat"]),
+            exp=int(payload["exp"]),
+            auth_time=int(payload["auth_time"]),
+            amr=tuple(str(a) for a in payload["amr"]),
         )
     except (jwt.PyJWTError, ValueError, TypeError, KeyError):
         raise InvalidToken() from None

@@ -16,8 +16,8 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec, ed25519, rsa
 from jwt.algorithms import get_default_algorithms
 from sqlalchemy.ext.asyncio import async_sessionmaker
-from sqlmodel.ext.asyncio.session import AsyncSession
 from sqlmodel import col, select
+from sqlmodel.ext.asyncio.session import AsyncSession
 
 from mfa_service.clock import Clock, now
 from mfa_service.config import Settings
@@ -75,11 +75,12 @@ async def create_key(db: AsyncSession, box: SecretBox, algorithm: str, clock: Cl
     private_key = generate_private_key(algorithm)
     kid = secrets.token_urlsafe(12)
     pem = private_key.private_bytes(
-        serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
+        serialization.Encoding.PEM,
+        serialization.PrivateFormat.PKCS8,
         serialization.NoEncryption(),
     )
     at = now(clock)
-    for old in (await db.exec(select(SigningKey).where(col(SigningKey.retired_at).is_(None)))):
+    for old in await db.exec(select(SigningKey).where(col(SigningKey.retired_at).is_(None))):
         old.retired_at = at
         db.add(old)
     row = SigningKey(
@@ -103,7 +104,9 @@ async def list_keys(db: AsyncSession) -> list[SigningKey]:
     return list(await db.exec(select(SigningKey).order_by(col(SigningKey.created_at).desc())))
 
 
-async def load_keyring(db: AsyncSession, box: SecretBox, settings: Settings, clock: Clock) -> KeyRing:
+async def load_keyring(
+    db: AsyncSession, box: SecretBox, settings: Settings, clock: Clock
+) -> KeyRing:
     rows = await list_keys(db)
     active = next((r for r in rows if r.retired_at is None), None)
     if active is None or active.algorithm != settings.jwt_algorithm:
@@ -140,8 +143,13 @@ async def ensure_key(db: AsyncSession, box: SecretBox, settings: Settings, clock
 class KeyStore:
     """The current key ring, reloaded from the database now and then."""
 
-    def __init__(self, sessionmaker: async_sessionmaker[AsyncSession], box: SecretBox,
-                 settings: Settings, clock: Clock) -> None:
+    def __init__(
+        self,
+        sessionmaker: async_sessionmaker[AsyncSession],
+        box: SecretBox,
+        settings: Settings,
+        clock: Clock,
+    ) -> None:
         self._sessionmaker = sessionmaker
         self._box = box
         self._settings = settings
@@ -162,7 +170,9 @@ class KeyStore:
 
     async def public_key(self, kid: str) -> PublicKey | None:
         ring = await self.ring()
-        if kid not in ring.public and self._clock.time() - self._loaded_at > UNKNOWN_KID_RELOAD_SECONDS:
+        if (
+            kid not in ring.public
+            and self._clock.time() - self._loaded_at > UNKNOWN_KID_RELOAD_SECONDS
+        ):
             ring = await self.reload()
         return ring.public.get(kid)
-

@@ -1,13 +1,13 @@
 """accounts, sessions, signing keys
 
 Revision ID: 0001
-Revises: 
+Revises:
 Create Date: 2026-11-28 03:48:06.825507
 """
 from collections.abc import Sequence
 
 import sqlalchemy as sa
-import sqlmodel
+import sqlmodel.sql.sqltypes
 from alembic import op
 
 import mfa_service.base

@@ -1,0 +1,80 @@
+from __future__ import annotations
+
+import asyncio
+
+import httpx
+
+from tests.support import FakeClock, bearer, registered_login
+
+
+async def test_refresh_rotates_the_token(client: httpx.AsyncClient) -> None:
+    _, tokens = await registered_login(client)
+    r = await client.post("/auth/refresh", json={"refresh_token": tokens["refresh_token"]})
+    assert r.status_code == 200
+    rotated = r.json()
+    assert rotated["refresh_token"] != tokens["refresh_token"]
+    assert rotated["access_token"] != tokens["access_token"]
+    me = await client.get("/users/me", headers=bearer(rotated["access_token"]))
+    assert me.status_code == 200
+
+
+async def test_reuse_of_a_rotated_token_revokes_the_family(client: httpx.AsyncClient) -> None:
+    _, tokens = await registered_login(client)
+    first = (
+        await client.post("/auth/refresh", json={"refresh_token": tokens["refresh_token"]})
+    ).json()
+    second = (
+        await client.post("/auth/refresh", json={"refresh_token": first["refresh_token"]})
+    ).json()
+    # The thief replays the first refresh token...
+    replay = await client.post("/auth/refresh", json={"refresh_token": tokens["refresh_token"]})
+    assert replay.status_code == 401
+    assert replay.json()["code"] == "invalid_refresh_token"
+    # ...and the whole family is gone: the newest refresh token and the access tokens too.
+    newest = await client.post("/auth/refresh", json={"refresh_token": second["refresh_token"]})
+    assert newest.status_code == 401
+    for access in (tokens, first, second):
+        me = await client.get("/users/me", headers=bearer(access["access_token"]))
+        assert me.status_code == 401
+
+
+async def test_concurrent_refreshes_with_one_token_mint_at_most_one(
+    client: httpx.AsyncClient,
+) -> None:
+    _, tokens = await registered_login(client)
+    answers = await asyncio.gather(
+        *[
+            client.post("/auth/refresh", json={"refresh_token": tokens["refresh_token"]})
+            for _ in range(10)
+        ]
+    )
+    assert sum(a.status_code == 200 for a in answers) <= 1
+    assert all(a.status_code in (200, 401) for a in answers)
+
+
+async def test_unknown_refresh_token_is_401(client: httpx.AsyncClient) -> None:
+    r = await client.post("/auth/refresh", json={"refresh_token": "made-up"})
+    assert r.status_code == 401
+    assert "made-up" not in r.text
+
+
+async def test_idle_session_expires(client: httpx.AsyncClient, clock: FakeClock) -> None:
+    _, tokens = await registered_login(client)
+    clock.advance(1800 + 1)
+    r = await client.post("/auth/refresh", json={"refresh_token": tokens["refresh_token"]})
+    assert r.status_code == 401
+
+
+async def test_session_ends_after_max_age_even_when_active(
+    client: httpx.AsyncClient, clock: FakeClock
+) -> None:
+    _, tokens = await registered_login(client)
+    current = tokens
+    for _ in range(25):  # refresh every 29 minutes: never idle, but 12 h pass
+        clock.advance(29 * 60)
+        r = await client.post("/auth/refresh", json={"refresh_token": current["refresh_token"]})
+        if r.status_code != 200:
+            break
+        current = r.json()
+    assert r.status_code == 401
+    assert clock.offset >= 12 * 3600

@@ -1,0 +1,240 @@
+"""Test plumbing: real Redis and databases, an app per configuration, a movable clock."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import shutil
+import socket
+import subprocess
+import tempfile
+import time
+import uuid
+import warnings
+from collections.abc import AsyncIterator, Iterator
+from contextlib import asynccontextmanager, contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import asyncpg
+import httpx
+import pytest
+from redis.asyncio import Redis
+from redis.exceptions import ConnectionError as RedisConnectionError
+from sqlalchemy.engine import make_url
+from sqlalchemy.ext.asyncio import create_async_engine
+
+from mfa_service import migrations
+from mfa_service.app import create_app
+from mfa_service.config import Settings
+
+REQUIRE_SERVICES = os.environ.get("MFA_TEST_REQUIRE_SERVICES") == "1"
+PASSWORD = "correct horse battery staple"
+
+
+class FakeClock:
+    """Wall-clock time plus an offset the test moves; never sleeps."""
+
+    def __init__(self) -> None:
+        self.offset = 0.0
+
+    def time(self) -> float:
+        return time.time() + self.offset
+
+    def advance(self, seconds: float) -> None:
+        self.offset += seconds
+
+
+def fallback(reason: str) -> None:
+    if REQUIRE_SERVICES:
+        pytest.fail(f"MFA_TEST_REQUIRE_SERVICES=1 but {reason}", pytrace=False)
+    warnings.warn(reason, stacklevel=2)
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+@dataclass
+class RedisServer:
+    """A redis-server process the tests own (so they may stop and restart it)."""
+
+    port: int = field(default_factory=free_port)
+    workdir: Path = field(default_factory=lambda: Path(tempfile.mkdtemp(prefix="mfa-redis-")))
+    process: subprocess.Popen[bytes] | None = None
+
+    @property
+    def url(self) -> str:
+        return f"redis://127.0.0.1:{self.port}/0"
+
+    def start(self) -> None:
+        self.process = subprocess.Popen(
+            [
+                "redis-server",
+                "--port",
+                str(self.port),
+                "--bind",
+                "127.0.0.1",
+                "--save",
+                "",
+                "--appendonly",
+                "no",
+                "--dir",
+                str(self.workdir),
+            ],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline:
+            try:
+                socket.create_connection(("127.0.0.1", self.port), timeout=0.2).close()
+                return
+            except OSError:
+                time.sleep(0.05)
+        raise RuntimeError("redis-server did not start")
+
+    def stop(self) -> None:
+        if self.process is not None:
+            self.process.terminate()
+            self.process.wait(10)
+            self.process = None
+
+
+@contextmanager
+def redis_server_url() -> Iterator[str | None]:
+    """MFA_TEST_REDIS_URL, else a redis-server of our own, else the in-process emulation."""
+    if url := os.environ.get("MFA_TEST_REDIS_URL"):
+        yield url
+        return
+    if shutil.which("redis-server"):
+        server = RedisServer()
+        server.start()
+        try:
+            yield server.url
+        finally:
+            server.stop()
+        return
+    fallback("no MFA_TEST_REDIS_URL and no redis-server binary: using the in-process emulation")
+    yield None
+
+
+@contextmanager
+def postgres_database() -> Iterator[str | None]:
+    """A fresh database on the server named by MFA_TEST_DATABASE_URL, dropped afterwards."""
+    base = os.environ.get("MFA_TEST_DATABASE_URL")
+    if not base:
+        yield None
+        return
+    url = make_url(base)
+    name = f"mfa_test_{uuid.uuid4().hex[:12]}"
+    admin = url.set(drivername="postgresql").render_as_string(hide_password=False)
+
+    async def run(sql: str) -> None:
+        conn = await asyncpg.connect(admin)
+        try:
+            await conn.execute(sql)
+        finally:
+            await conn.close()
+
+    asyncio.run(run(f'CREATE DATABASE "{name}"'))
+    try:
+        database_url = url.set(database=name).render_as_string(hide_password=False)
+        asyncio.run(migrate(database_url))
+        yield database_url
+    finally:
+        asyncio.run(run(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+
+
+async def migrate(database_url: str) -> None:
+    engine = create_async_engine(database_url)
+    try:
+        await migrations.upgrade(engine)
+    finally:
+        await engine.dispose()
+
+
+@dataclass
+class Backend:
+    name: str
+    database_url: str
+    redis_url: str | None
+    data_dir: Path
+    data_key: str
+
+
+def settings_for(backend: Backend, **overrides: Any) -> Settings:
+    values: dict[str, Any] = {
+        "database_url": backend.database_url,
+        "redis_url": backend.redis_url,
+        "redis_prefix": f"mfa-test-{uuid.uuid4().hex[:12]}:",
+        "data_dir": backend.data_dir,
+        "data_key": backend.data_key,
+        "issuer": "http://mfa.test",
+        "audience": "mfa-test-clients",
+    }
+    values.update(overrides)
+    return Settings(**values)
+
+
+@asynccontextmanager
+async def running_app(
+    settings: Settings, clock: FakeClock | None = None, client_ip: str = "203.0.113.7"
+) -> AsyncIterator[httpx.AsyncClient]:
+    """The ASGI app with its lifespan, behind an httpx client; Redis keys cleaned afterwards."""
+    app = create_app(settings, clock or FakeClock())
+    transport = httpx.ASGITransport(app=app, client=(client_ip, 50000))
+    try:
+        async with app.router.lifespan_context(app):
+            async with httpx.AsyncClient(transport=transport, base_url="http://mfa.test") as c:
+                yield c
+    finally:
+        await clean_redis(settings)
+
+
+async def clean_redis(settings: Settings) -> None:
+    if settings.redis_url is None:
+        return
+    redis = Redis.from_url(settings.redis_url)
+    try:
+        keys = [k async for k in redis.scan_iter(match=f"{settings.redis_prefix}*", count=500)]
+        if keys:
+            await redis.delete(*keys)
+    except RedisConnectionError:
+        pass  # a test that pointed the app at an unreachable Redis left nothing behind
+    finally:
+        await redis.aclose()
+
+
+def bearer(token: str) -> dict[str, str]:
+    return {"Authorization": f"Bearer {token}"}
+
+
+def new_email() -> str:
+    return f"user-{uuid.uuid4().hex[:10]}@example.com"
+
+
+async def register(
+    client: httpx.AsyncClient, email: str | None = None, password: str = PASSWORD
+) -> dict[str, Any]:
+    email = email or new_email()
+    r = await client.post("/auth/register", json={"email": email, "password": password})
+    assert r.status_code == 201, r.text
+    body: dict[str, Any] = r.json()
+    return body
+
+
+async def login(client: httpx.AsyncClient, email: str, password: str = PASSWORD) -> dict[str, Any]:
+    r = await client.post("/auth/login", json={"email": email, "password": password})
+    assert r.status_code == 200, r.text
+    body: dict[str, Any] = r.json()
+    return body
+
+
+async def registered_login(client: httpx.AsyncClient) -> tuple[str, dict[str, Any]]:
+    email = new_email()
+    await register(client, email)
+    return email, await login(client, email)
