@@ -19,6 +19,7 @@ from typing import Any
 
 import asyncpg
 import httpx
+import pyotp
 import pytest
 from redis.asyncio import Redis
 from redis.exceptions import ConnectionError as RedisConnectionError
@@ -34,13 +35,15 @@ PASSWORD = "correct horse battery staple"
 
 
 class FakeClock:
-    """Wall-clock time plus an offset the test moves; never sleeps."""
+    """Frozen time that the test moves; never sleeps. It starts 10 s into a TOTP step, so a
+    test is never split by a step boundary it did not ask for."""
 
     def __init__(self) -> None:
+        self.start = (int(time.time()) // 30) * 30 + 10.0
         self.offset = 0.0
 
     def time(self) -> float:
-        return time.time() + self.offset
+        return self.start + self.offset
 
     def advance(self, seconds: float) -> None:
         self.offset += seconds
@@ -232,6 +235,43 @@ async def login(client: httpx.AsyncClient, email: str, password: str = PASSWORD)
     assert r.status_code == 200, r.text
     body: dict[str, Any] = r.json()
     return body
+
+
+def totp_code(secret: str, clock: FakeClock, steps: int = 0) -> str:
+    """The authenticator app's code at the clock's time, `steps` periods away."""
+    return pyotp.TOTP(secret).at(clock.time() + 30 * steps)
+
+
+@dataclass
+class MfaUser:
+    email: str
+    secret: str
+    backup_codes: list[str]
+    access_token: str
+
+
+async def mfa_user(client: httpx.AsyncClient, clock: FakeClock) -> MfaUser:
+    """A registered user with TOTP enrolled and confirmed (the clock moves one step on, so
+    the enrolment code's step is behind it)."""
+    email, tokens = await registered_login(client)
+    setup = await client.post("/mfa/totp/setup", headers=bearer(tokens["access_token"]))
+    assert setup.status_code == 200, setup.text
+    secret = setup.json()["secret"]
+    confirm = await client.post(
+        "/mfa/totp/confirm",
+        headers=bearer(tokens["access_token"]),
+        json={"code": totp_code(secret, clock)},
+    )
+    assert confirm.status_code == 200, confirm.text
+    clock.advance(30)
+    return MfaUser(email, secret, confirm.json()["backup_codes"], tokens["access_token"])
+
+
+async def challenge(client: httpx.AsyncClient, email: str, password: str = PASSWORD) -> str:
+    body = await login(client, email, password)
+    assert body["status"] == "mfa_required", body
+    token: str = body["challenge_token"]
+    return token
 
 
 async def registered_login(client: httpx.AsyncClient) -> tuple[str, dict[str, Any]]:

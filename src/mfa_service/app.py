@@ -12,11 +12,14 @@ from fastapi.middleware.cors import CORSMiddleware
 from mfa_service import migrations
 from mfa_service.accounts import routes as accounts_routes
 from mfa_service.accounts.passwords import PasswordHasher
+from mfa_service.challenges import routes as challenges_routes
 from mfa_service.clock import Clock, SystemClock
 from mfa_service.config import Settings
 from mfa_service.db import create_engine, create_sessionmaker
 from mfa_service.docs import install_docs
 from mfa_service.errors import install_handlers
+from mfa_service.factors import routes as factors_routes
+from mfa_service.factors.throttle import FactorThrottle
 from mfa_service.health import router as health_router
 from mfa_service.redis_client import create_redis
 from mfa_service.secretbox import load_secret_box
@@ -67,6 +70,7 @@ def create_app(settings: Settings | None = None, clock: Clock | None = None) -> 
                 box=box,
                 keys=keys,
                 hasher=hasher,
+                throttle=FactorThrottle(redis, settings, clock),
             )
             logger.info(
                 "mfa-service ready: database %s, redis %s",
@@ -99,6 +103,8 @@ def create_app(settings: Settings | None = None, clock: Clock | None = None) -> 
         )
     for router in (
         accounts_routes.router,
+        challenges_routes.router,
+        factors_routes.router,
         sessions_routes.router,
         tokens_routes.router,
         health_router,

@@ -26,6 +26,8 @@ class Settings(BaseSettings):
     redis_prefix: str = "mfa:"
 
     issuer: str = "http://localhost:8000"
+    # The name authenticator apps show beside the account.
+    totp_issuer: str = Field(default="mfa-service", pattern=r"^[^:]+$")
     audience: str = "mfa-service"
     jwt_algorithm: Literal["ES256", "EdDSA", "RS256"] = "ES256"
     # Base64 (url-safe) 32-byte key for AES-GCM over TOTP secrets and signing keys.

@@ -24,6 +24,7 @@ def create_engine(settings: Settings) -> AsyncEngine:
             settings.data_dir.mkdir(parents=True, exist_ok=True)
         engine = create_async_engine(url, hide_parameters=True, connect_args={"timeout": 30})
         event.listen(engine.sync_engine, "connect", _sqlite_pragmas)
+        event.listen(engine.sync_engine, "begin", _begin_immediate)
         return engine
     # hide_parameters: SQL errors must not carry hashes or emails into logs.
     return create_async_engine(
@@ -32,11 +33,28 @@ def create_engine(settings: Settings) -> AsyncEngine:
 
 
 def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
+    # Transactions are opened by us (below), not by the driver's implicit BEGIN.
+    dbapi_connection.isolation_level = None
     cursor = dbapi_connection.cursor()
     cursor.execute("PRAGMA journal_mode=WAL")
     cursor.execute("PRAGMA foreign_keys=ON")
     cursor.execute("PRAGMA busy_timeout=30000")
     cursor.close()
+
+
+# Execution option for transactions that only read (key reloads, readiness checks).
+READ_ONLY = {"mfa_read_only": True}
+
+
+def _begin_immediate(conn: Any) -> None:
+    # A deferred SQLite transaction that read before another writer committed cannot write
+    # any more (SQLITE_BUSY_SNAPSHOT): take the write lock up front. SQLite is the
+    # single-process default, so serialising its transactions costs little. Read-only work
+    # must not wait for that lock: it may run while a request holds it.
+    if conn.get_execution_options().get("mfa_read_only"):
+        conn.exec_driver_sql("BEGIN")
+    else:
+        conn.exec_driver_sql("BEGIN IMMEDIATE")
 
 
 def create_sessionmaker(engine: AsyncEngine) -> async_sessionmaker[AsyncSession]:

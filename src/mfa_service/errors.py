@@ -84,6 +84,48 @@ class InvalidRefreshToken(ServiceError):
     detail = "The refresh token is invalid, expired or revoked."
 
 
+class InvalidCode(ServiceError):
+    status = 401
+    code = "invalid_code"
+    title = "Invalid code"
+    detail = "The code is wrong, already used or expired."
+
+
+class ChallengeExpired(ServiceError):
+    status = 401
+    code = "challenge_expired"
+    title = "Challenge expired"
+    detail = "The challenge is unknown, used, expired or burned by too many wrong codes."
+
+
+class NothingPending(ServiceError):
+    status = 400
+    code = "totp_not_pending"
+    title = "No pending TOTP enrollment"
+    detail = "Start with POST /mfa/totp/setup."
+
+
+class PendingNotFound(ServiceError):
+    status = 404
+    code = "not_found"
+    title = "Nothing pending"
+    detail = "There is no pending TOTP enrollment."
+
+
+class MfaNotEnabled(ServiceError):
+    status = 403
+    code = "mfa_not_enabled"
+    title = "MFA is not enabled"
+    detail = "Enable TOTP first."
+
+
+class TotpAlreadyEnabled(ServiceError):
+    status = 409
+    code = "totp_already_enabled"
+    title = "TOTP already enabled"
+    detail = "Disable TOTP before enrolling a new authenticator."
+
+
 class EmailTaken(ServiceError):
     status = 409
     code = "email_taken"

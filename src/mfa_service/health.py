@@ -7,6 +7,7 @@ import asyncio
 from fastapi import APIRouter
 from sqlalchemy import text
 
+from mfa_service.db import READ_ONLY
 from mfa_service.errors import BACKEND_DOWN, ServiceUnavailable, responses
 from mfa_service.services import ServicesDep
 
@@ -27,6 +28,7 @@ async def readyz(svc: ServicesDep) -> dict[str, str]:
     try:
         async with asyncio.timeout(3):
             async with svc.engine.connect() as conn:
+                await conn.execution_options(**READ_ONLY)
                 await conn.execute(text("SELECT 1"))
             await svc.redis.ping()
     except BACKEND_DOWN:

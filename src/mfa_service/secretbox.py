@@ -9,6 +9,7 @@ from __future__ import annotations
 import base64
 import binascii
 import hashlib
+import hmac
 import os
 import secrets
 import tempfile
@@ -38,6 +39,10 @@ class SecretBox:
         """Encrypt; `context` (e.g. the row's purpose and id) is bound as associated data."""
         nonce = secrets.token_bytes(12)
         return nonce + AESGCM(self.key).encrypt(nonce, plaintext, context)
+
+    def derive(self, purpose: str) -> bytes:
+        """A separate key for another use (e.g. the backup-code pepper)."""
+        return hmac.new(self.key, f"mfa-service derive:{purpose}".encode(), hashlib.sha256).digest()
 
     def open(self, sealed: bytes, *, key_id: str, context: bytes) -> bytes:
         if key_id != self.key_id:

@@ -13,6 +13,7 @@ from sqlmodel.ext.asyncio.session import AsyncSession
 from mfa_service.accounts.passwords import PasswordHasher
 from mfa_service.clock import Clock
 from mfa_service.config import Settings
+from mfa_service.factors.throttle import FactorThrottle
 from mfa_service.secretbox import SecretBox
 from mfa_service.tokens.keys import KeyStore
 
@@ -27,6 +28,7 @@ class Services:
     box: SecretBox
     keys: KeyStore
     hasher: PasswordHasher
+    throttle: FactorThrottle
 
     def rkey(self, *parts: str) -> str:
         """A Redis key under this deployment's prefix."""

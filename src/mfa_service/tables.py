@@ -3,9 +3,19 @@
 from sqlmodel import SQLModel
 
 from mfa_service.accounts.models import User
+from mfa_service.factors.backup_codes.models import BackupCode
+from mfa_service.factors.totp.models import TotpCredential
 from mfa_service.sessions.models import RefreshToken, Session
 from mfa_service.tokens.models import SigningKey
 
 metadata = SQLModel.metadata
 
-__all__ = ["RefreshToken", "Session", "SigningKey", "User", "metadata"]
+__all__ = [
+    "BackupCode",
+    "RefreshToken",
+    "Session",
+    "SigningKey",
+    "TotpCredential",
+    "User",
+    "metadata",
+]

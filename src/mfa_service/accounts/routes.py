@@ -10,9 +10,11 @@ from mfa_service.accounts.schemas import (
     RegisterRequest,
     UserOut,
 )
+from mfa_service.challenges.schemas import ChallengeResponse
 from mfa_service.db import SessionDep
 from mfa_service.errors import (
     EmailTaken,
+    InvalidCode,
     InvalidCredentials,
     InvalidToken,
     Overloaded,
@@ -44,13 +46,18 @@ async def register(body: RegisterRequest, db: SessionDep, svc: ServicesDep) -> U
 
 @router.post(
     "/auth/login",
-    response_model=TokenResponse,
+    response_model=TokenResponse | ChallengeResponse,
     tags=["accounts"],
     summary="Log in with email and password",
     responses=responses(InvalidCredentials, RateLimited, ServiceUnavailable),
 )
-async def login(body: Credentials, db: SessionDep, svc: ServicesDep) -> TokenResponse:
-    """Unknown email and wrong password give the same answer."""
+async def login(
+    body: Credentials, db: SessionDep, svc: ServicesDep
+) -> TokenResponse | ChallengeResponse:
+    """Tokens for an account without MFA; with MFA, a challenge for `POST /mfa/challenge`.
+
+    Unknown email and wrong password give the same answer.
+    """
     return await service.login(db, svc, body.email, body.password)
 
 
@@ -60,13 +67,15 @@ async def login(body: Credentials, db: SessionDep, svc: ServicesDep) -> TokenRes
     tags=["accounts"],
     summary="Change the password",
     response_class=Response,
-    responses=responses(InvalidToken, InvalidCredentials, WeakPassword),
+    responses=responses(InvalidToken, InvalidCredentials, InvalidCode, WeakPassword, RateLimited),
 )
 async def change_password(
     body: PasswordChangeRequest, claims: CurrentClaims, db: SessionDep, svc: ServicesDep
 ) -> None:
     """Every other session of the user ends; this one stays signed in."""
-    await service.change_password(db, svc, claims, body.current_password, body.new_password)
+    await service.change_password(
+        db, svc, claims, body.current_password, body.new_password, body.code
+    )
 
 
 @router.get(

@@ -8,8 +8,19 @@ from sqlmodel.ext.asyncio.session import AsyncSession
 from mfa_service.accounts import repository
 from mfa_service.accounts.models import User
 from mfa_service.accounts.passwords import is_too_common
+from mfa_service.challenges import service as challenges
+from mfa_service.challenges.schemas import ChallengeResponse
 from mfa_service.clock import now
-from mfa_service.errors import EmailTaken, InvalidCredentials, InvalidToken, WeakPassword
+from mfa_service.errors import (
+    EmailTaken,
+    InvalidCode,
+    InvalidCredentials,
+    InvalidToken,
+    WeakPassword,
+)
+from mfa_service.factors import verification
+from mfa_service.factors.backup_codes import repository as backup_codes
+from mfa_service.factors.schemas import FactorProof
 from mfa_service.services import Services
 from mfa_service.sessions import service as sessions
 from mfa_service.sessions.schemas import TokenResponse
@@ -53,8 +64,15 @@ async def check_password(db: AsyncSession, svc: Services, email: str, password: 
     return user
 
 
-async def login(db: AsyncSession, svc: Services, email: str, password: str) -> TokenResponse:
+async def login(
+    db: AsyncSession, svc: Services, email: str, password: str
+) -> TokenResponse | ChallengeResponse:
     user = await check_password(db, svc, email, password)
+    if user.mfa_enabled:
+        methods = ["totp"]
+        if await backup_codes.count_unused(db, user.id):
+            methods.append("backup_code")
+        return await challenges.start(svc, user.id, methods)
     return await sessions.start_session(db, svc, user_id=user.id, amr=["pwd"])
 
 
@@ -66,7 +84,12 @@ async def current_user(db: AsyncSession, claims: AccessClaims) -> User:
 
 
 async def change_password(
-    db: AsyncSession, svc: Services, claims: AccessClaims, current: str, new: str
+    db: AsyncSession,
+    svc: Services,
+    claims: AccessClaims,
+    current: str,
+    new: str,
+    code: str | None,
 ) -> None:
     user = await current_user(db, claims)
     ok, _ = await svc.hasher.verify(current, user.password_hash)
@@ -74,9 +97,11 @@ async def change_password(
         raise InvalidCredentials("The current password is incorrect.")
     if is_too_common(new, user.email):
         raise WeakPassword()
+    if user.mfa_enabled:
+        if code is None:
+            raise InvalidCode("A current TOTP code is required: MFA is enabled.")
+        await verification.prove(db, svc, user.id, FactorProof(code=code))
     user.password_hash = await svc.hasher.hash(new)
     user.password_changed_at = now(svc.clock)
     db.add(user)
-    await sessions.revoke_other_sessions(
-        db, svc, user.id, keep=claims.sid, reason="password_changed"
-    )
+    await sessions.sign_out_elsewhere(db, svc, user.id, keep=claims.sid, reason="password_changed")

@@ -61,3 +61,11 @@ async def revoke_all_for_user(
     if keep is not None:
         query = query.where(col(Session.id) != keep)
     await db.exec(query.values(revoked_at=at, revoked_reason=reason))
+
+
+async def retire_unused_tokens(db: AsyncSession, session_id: uuid.UUID, at: datetime) -> None:
+    await db.exec(
+        update(RefreshToken)
+        .where(col(RefreshToken.session_id) == session_id, col(RefreshToken.used_at).is_(None))
+        .values(used_at=at)
+    )

@@ -9,8 +9,9 @@ from datetime import datetime, timedelta
 
 from sqlmodel.ext.asyncio.session import AsyncSession
 
+from mfa_service.challenges import store as challenges
 from mfa_service.clock import now
-from mfa_service.errors import InvalidRefreshToken
+from mfa_service.errors import InvalidRefreshToken, InvalidToken
 from mfa_service.services import Services
 from mfa_service.sessions import repository
 from mfa_service.sessions.models import RefreshToken, Session
@@ -97,7 +98,27 @@ async def logout(
             await repository.revoke(db, found[1].id, at, "logout")
 
 
-async def revoke_other_sessions(
+async def step_up(
+    db: AsyncSession, svc: Services, claims: AccessClaims, factor_amr: str
+) -> TokenResponse:
+    """The same session, with the factor just proven added to `amr` and a fresh auth_time."""
+    session = await repository.get_session(db, claims.sid)
+    if session is None or session.revoked_at is not None:
+        raise InvalidToken()
+    at = now(svc.clock)
+    amr = session.amr.split()
+    session.amr = " ".join(amr + [m for m in ("mfa", factor_amr) if m not in amr])
+    session.auth_time = at
+    session.last_refreshed_at = at
+    db.add(session)
+    # The refresh token handed out before now belongs to the weaker state: retire it.
+    await repository.retire_unused_tokens(db, session.id, at)
+    return await _issue(db, svc, session, at)
+
+
+async def sign_out_elsewhere(
     db: AsyncSession, svc: Services, user_id: uuid.UUID, keep: uuid.UUID | None, reason: str
 ) -> None:
+    """After a password or MFA change: every other session and every pending challenge ends."""
     await repository.revoke_all_for_user(db, user_id, now(svc.clock), reason, keep=keep)
+    await challenges.revoke_all(svc, user_id)

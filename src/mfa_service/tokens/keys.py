@@ -21,6 +21,7 @@ from sqlmodel.ext.asyncio.session import AsyncSession
 
 from mfa_service.clock import Clock, now
 from mfa_service.config import Settings
+from mfa_service.db import READ_ONLY
 from mfa_service.secretbox import SecretBox
 from mfa_service.tokens.models import SigningKey
 
@@ -159,6 +160,7 @@ class KeyStore:
 
     async def reload(self) -> KeyRing:
         async with self._sessionmaker() as db:
+            await db.connection(execution_options=READ_ONLY)
             self._ring = await load_keyring(db, self._box, self._settings, self._clock)
         self._loaded_at = self._clock.time()
         return self._ring

@@ -1,0 +1,51 @@
+from __future__ import annotations
+
+from typing import Annotated
+
+from fastapi import APIRouter, Depends
+from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+
+from mfa_service.challenges import service
+from mfa_service.challenges.schemas import ChallengeAnswer
+from mfa_service.db import SessionDep
+from mfa_service.errors import (
+    ChallengeExpired,
+    InvalidCode,
+    RateLimited,
+    ServiceUnavailable,
+    responses,
+)
+from mfa_service.services import ServicesDep
+from mfa_service.sessions.schemas import TokenResponse
+
+router = APIRouter(tags=["mfa"])
+
+# Its own scheme, so Swagger UI keeps the challenge token apart from the access token.
+challenge_bearer = HTTPBearer(
+    auto_error=False,
+    scheme_name="ChallengeToken",
+    description="The challenge_token from /auth/login (instead of the body field).",
+)
+
+
+@router.post(
+    "/mfa/challenge",
+    response_model=TokenResponse,
+    summary="Answer an MFA challenge",
+    responses=responses(InvalidCode, ChallengeExpired, RateLimited, ServiceUnavailable),
+)
+async def answer_challenge(
+    body: ChallengeAnswer,
+    db: SessionDep,
+    svc: ServicesDep,
+    credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(challenge_bearer)],
+) -> TokenResponse:
+    """A TOTP code or a backup code for the challenge from `/auth/login`.
+
+    A challenge allows 5 wrong codes, then it is burned; 10 wrong codes for a user within
+    15 minutes lock the second factor for 15 minutes (429 with `Retry-After`).
+    """
+    token = body.challenge_token or (credentials.credentials if credentials else None)
+    if not token:
+        raise ChallengeExpired()
+    return await service.answer(db, svc, token, body)

@@ -1,0 +1,32 @@
+"""MFA challenges: the step between a proven password and a proven second factor."""
+
+from __future__ import annotations
+
+import uuid
+
+from sqlmodel.ext.asyncio.session import AsyncSession
+
+from mfa_service.challenges import store
+from mfa_service.challenges.schemas import ChallengeResponse
+from mfa_service.factors import verification
+from mfa_service.factors.schemas import FactorProof
+from mfa_service.services import Services
+from mfa_service.sessions import service as sessions
+from mfa_service.sessions.schemas import TokenResponse
+
+
+async def start(svc: Services, user_id: uuid.UUID, methods: list[str]) -> ChallengeResponse:
+    token = await store.create(svc, user_id)
+    return ChallengeResponse(
+        challenge_token=token, expires_in=svc.settings.challenge_ttl, methods=methods
+    )
+
+
+async def answer(db: AsyncSession, svc: Services, token: str, proof: FactorProof) -> TokenResponse:
+    keys, token_hash = store.parse(token, svc.settings.redis_prefix)
+    factor = await verification.prove(
+        db, svc, keys.user_id, proof, challenge_key=keys.challenge(token_hash)
+    )
+    return await sessions.start_session(
+        db, svc, user_id=keys.user_id, amr=["pwd", "mfa", factor.amr]
+    )

@@ -1,0 +1,99 @@
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+CODE_DESCRIPTION = "A current 6-digit code from the authenticator app (spaces are ignored)."
+BACKUP_DESCRIPTION = "One of the backup codes, e.g. `7k3qz-9wm2x` (case and hyphens ignored)."
+
+
+class FactorProof(BaseModel):
+    """Exactly one of `code` (TOTP) or `backup_code`."""
+
+    model_config = ConfigDict(
+        json_schema_extra={"examples": [{"code": "123456"}, {"backup_code": "7k3qz-9wm2x"}]}
+    )
+
+    code: str | None = Field(default=None, description=CODE_DESCRIPTION)
+    backup_code: str | None = Field(default=None, description=BACKUP_DESCRIPTION)
+
+    @model_validator(mode="after")
+    def _exactly_one(self) -> FactorProof:
+        if (self.code is None) == (self.backup_code is None):
+            raise ValueError("give exactly one of code or backup_code")
+        return self
+
+
+class TotpCode(BaseModel):
+    model_config = ConfigDict(json_schema_extra={"examples": [{"code": "123456"}]})
+
+    code: str = Field(description=CODE_DESCRIPTION)
+
+
+class DisableRequest(FactorProof):
+    model_config = ConfigDict(
+        json_schema_extra={
+            "examples": [{"password": "correct horse battery staple", "code": "123456"}]
+        }
+    )
+
+    password: str = Field(min_length=1, max_length=128)
+
+
+class TotpState(BaseModel):
+    enabled: bool
+    pending: bool
+
+
+class BackupCodesState(BaseModel):
+    remaining: int = Field(description="Unused backup codes; 0 until TOTP is confirmed.")
+
+
+class MfaState(BaseModel):
+    model_config = ConfigDict(
+        json_schema_extra={
+            "examples": [
+                {
+                    "mfa_enabled": True,
+                    "totp": {"enabled": True, "pending": False},
+                    "backup_codes": {"remaining": 9},
+                }
+            ]
+        }
+    )
+
+    mfa_enabled: bool
+    totp: TotpState
+    backup_codes: BackupCodesState
+
+
+class TotpSetup(BaseModel):
+    model_config = ConfigDict(
+        json_schema_extra={
+            "examples": [
+                {
+                    "secret": "JBSWY3DPEHPK3PXPJBSWY3DPEHPK3PXP",
+                    "otpauth_uri": "otpauth://totp/mfa-service:alice%40example.com"
+                    "?secret=JBSWY3DPEHPK3PXPJBSWY3DPEHPK3PXP&issuer=mfa-service",
+                    "qr_svg": "data:image/svg+xml;charset=utf-8,%3Csvg...",
+                }
+            ]
+        }
+    )
+
+    secret: str = Field(description="Base32, for typing into the app by hand.")
+    otpauth_uri: str
+    qr_svg: str = Field(description="The otpauth URI as a QR code, a data:image/svg+xml URI.")
+
+
+class BackupCodes(BaseModel):
+    model_config = ConfigDict(
+        json_schema_extra={"examples": [{"backup_codes": ["7k3qz-9wm2x", "..."]}]}
+    )
+
+    backup_codes: list[str] = Field(description="Shown once; store them somewhere safe.")
+
+
+class TotpConfirmed(BackupCodes):
+    mfa_enabled: Literal[True] = True

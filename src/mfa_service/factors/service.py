@@ -1,0 +1,100 @@
+"""Managing a user's second factors: state, enrolment, removal, new backup codes, step-up."""
+
+from __future__ import annotations
+
+from sqlmodel.ext.asyncio.session import AsyncSession
+
+from mfa_service.accounts import service as accounts
+from mfa_service.errors import InvalidCredentials, MfaNotEnabled
+from mfa_service.factors import verification
+from mfa_service.factors.backup_codes import repository as backup_repository
+from mfa_service.factors.backup_codes import service as backup_codes
+from mfa_service.factors.schemas import (
+    BackupCodes,
+    BackupCodesState,
+    DisableRequest,
+    FactorProof,
+    MfaState,
+    TotpConfirmed,
+    TotpSetup,
+    TotpState,
+)
+from mfa_service.factors.totp import otp
+from mfa_service.factors.totp import repository as totp_repository
+from mfa_service.factors.totp import service as totp
+from mfa_service.services import Services
+from mfa_service.sessions import service as sessions
+from mfa_service.sessions.schemas import TokenResponse
+from mfa_service.tokens.access import AccessClaims
+
+
+async def state(db: AsyncSession, claims: AccessClaims) -> MfaState:
+    user = await accounts.current_user(db, claims)
+    enabled, pending = await totp.status(db, user.id)
+    remaining = await backup_repository.count_unused(db, user.id) if enabled else 0
+    return MfaState(
+        mfa_enabled=user.mfa_enabled,
+        totp=TotpState(enabled=enabled, pending=pending),
+        backup_codes=BackupCodesState(remaining=remaining),
+    )
+
+
+async def setup_totp(db: AsyncSession, svc: Services, claims: AccessClaims) -> TotpSetup:
+    user = await accounts.current_user(db, claims)
+    uri = await totp.setup(db, svc, user.id, user.email)
+    secret = uri.split("secret=", 1)[1].split("&", 1)[0]
+    return TotpSetup(secret=secret, otpauth_uri=uri, qr_svg=otp.qr_svg_data_uri(uri))
+
+
+async def pending_uri(db: AsyncSession, svc: Services, claims: AccessClaims) -> str:
+    user = await accounts.current_user(db, claims)
+    return await totp.pending_uri(db, svc, user.id, user.email)
+
+
+async def confirm_totp(
+    db: AsyncSession, svc: Services, claims: AccessClaims, code: str
+) -> TotpConfirmed:
+    user = await accounts.current_user(db, claims)
+    await totp.confirm(db, svc, user.id, code)
+    user.mfa_enabled = True
+    db.add(user)
+    codes = await backup_codes.issue(db, svc, user.id)
+    await sessions.sign_out_elsewhere(db, svc, user.id, keep=claims.sid, reason="mfa_enabled")
+    return TotpConfirmed(backup_codes=codes)
+
+
+async def disable_totp(
+    db: AsyncSession, svc: Services, claims: AccessClaims, body: DisableRequest
+) -> None:
+    user = await accounts.current_user(db, claims)
+    if not user.mfa_enabled:
+        raise MfaNotEnabled()
+    ok, _ = await svc.hasher.verify(body.password, user.password_hash)
+    if not ok:
+        raise InvalidCredentials("The password is incorrect.")
+    await verification.prove(db, svc, user.id, body)
+    await totp_repository.delete_for_user(db, user.id)
+    await backup_repository.delete_for_user(db, user.id)
+    user.mfa_enabled = False
+    db.add(user)
+    await sessions.sign_out_elsewhere(db, svc, user.id, keep=claims.sid, reason="mfa_disabled")
+
+
+async def regenerate_backup_codes(
+    db: AsyncSession, svc: Services, claims: AccessClaims, code: str
+) -> BackupCodes:
+    user = await accounts.current_user(db, claims)
+    if not user.mfa_enabled:
+        raise MfaNotEnabled()
+    await verification.prove(db, svc, user.id, FactorProof(code=code))
+    return BackupCodes(backup_codes=await backup_codes.issue(db, svc, user.id))
+
+
+async def step_up(
+    db: AsyncSession, svc: Services, claims: AccessClaims, proof: FactorProof
+) -> TokenResponse:
+    user = await accounts.current_user(db, claims)
+    if not user.mfa_enabled:
+        raise MfaNotEnabled()
+    factor = await verification.prove(db, svc, user.id, proof)
+    return await sessions.step_up(db, svc, claims, factor.amr)

@@ -1,0 +1,44 @@
+"""Proving a second factor: throttle, verify and consume, record the outcome."""
+
+from __future__ import annotations
+
+import uuid
+
+from sqlmodel.ext.asyncio.session import AsyncSession
+
+from mfa_service.errors import InvalidCode
+from mfa_service.factors.backup_codes.service import BackupCodeFactor
+from mfa_service.factors.base import Factor, Verdict
+from mfa_service.factors.schemas import FactorProof
+from mfa_service.factors.totp.service import TotpFactor
+from mfa_service.redis_keys import UserKeys
+from mfa_service.services import Services
+
+TOTP: Factor = TotpFactor()
+BACKUP_CODE: Factor = BackupCodeFactor()
+
+
+async def prove(
+    db: AsyncSession,
+    svc: Services,
+    user_id: uuid.UUID,
+    proof: FactorProof,
+    *,
+    challenge_key: str | None = None,
+) -> Factor:
+    """The factor proven, or RateLimited / ChallengeExpired / InvalidCode.
+
+    Two Redis steps (begin, finish) around one database check that also consumes the code.
+    """
+    if proof.code is not None:
+        factor, submitted = TOTP, proof.code
+    else:
+        assert proof.backup_code is not None
+        factor, submitted = BACKUP_CODE, proof.backup_code
+    keys = UserKeys(svc.settings.redis_prefix, user_id)
+    attempt = await svc.throttle.begin(keys, challenge_key)
+    verdict = await factor.verify(db, svc, user_id, submitted)
+    await svc.throttle.finish(attempt, verdict is Verdict.OK)
+    if verdict is not Verdict.OK:
+        raise InvalidCode()
+    return factor
