@@ -47,7 +47,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         settings = Settings()
     except ValidationError as exc:
-        print(f"mfa-service: configuration error:\n{exc}", file=sys.stderr)
+        # Only where and why: pydantic's own text repeats the input, which may be a secret.
+        for error in exc.errors(include_input=False, include_url=False):
+            where = "MFA_" + "_".join(str(part) for part in error["loc"]).upper()
+            if not error["loc"]:
+                where = "settings"
+            print(f"mfa-service: configuration error: {where}: {error['msg']}", file=sys.stderr)
         return 2
     try:
         if args.command == "serve":
@@ -70,9 +75,9 @@ def _serve(settings: Settings, host: str, port: int, workers: int, log_level: st
             file=sys.stderr,
         )
         return 2
-    load_secret_box(settings)  # create the development key once, before workers race for it
-    if settings.is_sqlite:
-        asyncio.run(_upgrade(settings))  # once, before the workers start
+    # Once, before the workers start and race each other: the development data key, the
+    # embedded SQLite schema, the first signing key.
+    asyncio.run(_prepare(settings))
     uvicorn.run(
         "mfa_service.app:create_app",
         factory=True,
@@ -87,6 +92,21 @@ def _serve(settings: Settings, host: str, port: int, workers: int, log_level: st
         server_header=False,
     )
     return 0
+
+
+async def _prepare(settings: Settings) -> None:
+    box = load_secret_box(settings)
+    engine = create_engine(settings)
+    try:
+        if settings.is_sqlite:
+            await migrations.upgrade(engine)
+        else:
+            await migrations.check_at_head(engine)
+        async with create_sessionmaker(engine)() as db:
+            await keys.ensure_key(db, box, settings, SystemClock())
+            await db.commit()
+    finally:
+        await engine.dispose()
 
 
 async def _upgrade(settings: Settings) -> None:

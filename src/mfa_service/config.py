@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import base64
+import binascii
 import ipaddress
 from pathlib import Path
 from typing import Annotated, Literal
@@ -10,6 +12,15 @@ from pydantic import Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
+
+
+def decode_key(text: str) -> bytes:
+    """url-safe base64, padding optional; b"" when it is not base64 at all."""
+    text = text.strip()
+    try:
+        return base64.urlsafe_b64decode(text + "=" * (-len(text) % 4))
+    except (binascii.Error, ValueError):
+        return b""
 
 
 class Settings(BaseSettings):
@@ -71,6 +82,17 @@ class Settings(BaseSettings):
             value = [part.strip() for part in value.split(",") if part.strip()]
         if isinstance(value, list):
             return [ipaddress.ip_network(str(v), strict=False) for v in value]
+        return value
+
+    @field_validator("data_key")
+    @classmethod
+    def _data_key_is_32_bytes(cls, value: SecretStr | None) -> SecretStr | None:
+        if value is not None and len(decode_key(value.get_secret_value())) != 32:
+            # No input in the message: it is a secret.
+            raise ValueError(
+                "must be 32 random bytes, base64-encoded "
+                "(generate one with: mfa-service keys generate-data-key)"
+            )
         return value
 
     @field_validator("issuer")

@@ -7,7 +7,6 @@ rotation can tell which key sealed a row.
 from __future__ import annotations
 
 import base64
-import binascii
 import hashlib
 import hmac
 import os
@@ -18,7 +17,7 @@ from pathlib import Path
 
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
-from mfa_service.config import Settings
+from mfa_service.config import Settings, decode_key
 
 KEY_FILE = "data.key"
 
@@ -57,11 +56,7 @@ def generate_data_key() -> str:
 
 
 def _decode(text: str) -> bytes:
-    text = text.strip()
-    try:
-        raw = base64.urlsafe_b64decode(text + "=" * (-len(text) % 4))
-    except (binascii.Error, ValueError):
-        raw = b""
+    raw = decode_key(text)
     if len(raw) != 32:
         raise DataKeyError(
             "MFA_DATA_KEY must be 32 random bytes, base64-encoded "

@@ -22,6 +22,7 @@ from tests.support import (
 
 def decode_qr(png: bytes) -> str:
     image = cv2.imdecode(np.frombuffer(png, np.uint8), cv2.IMREAD_GRAYSCALE)
+    assert image is not None, "not a PNG"
     text, _, _ = cv2.QRCodeDetector().detectAndDecode(image)
     return str(text)
 
