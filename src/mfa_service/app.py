@@ -12,6 +12,7 @@ from fastapi.middleware.cors import CORSMiddleware
 from mfa_service import migrations
 from mfa_service.accounts import routes as accounts_routes
 from mfa_service.accounts.passwords import PasswordHasher
+from mfa_service.audit import routes as audit_routes
 from mfa_service.challenges import routes as challenges_routes
 from mfa_service.clock import Clock, SystemClock
 from mfa_service.config import Settings
@@ -21,6 +22,7 @@ from mfa_service.errors import install_handlers
 from mfa_service.factors import routes as factors_routes
 from mfa_service.factors.throttle import FactorThrottle
 from mfa_service.health import router as health_router
+from mfa_service.limits.login import LoginLimiter
 from mfa_service.redis_client import create_redis
 from mfa_service.secretbox import load_secret_box
 from mfa_service.services import Services
@@ -71,6 +73,7 @@ def create_app(settings: Settings | None = None, clock: Clock | None = None) -> 
                 keys=keys,
                 hasher=hasher,
                 throttle=FactorThrottle(redis, settings, clock),
+                login_limiter=LoginLimiter(redis, settings, clock),
             )
             logger.info(
                 "mfa-service ready: database %s, redis %s",
@@ -103,6 +106,7 @@ def create_app(settings: Settings | None = None, clock: Clock | None = None) -> 
         )
     for router in (
         accounts_routes.router,
+        audit_routes.router,
         challenges_routes.router,
         factors_routes.router,
         sessions_routes.router,

@@ -27,8 +27,15 @@ def create_engine(settings: Settings) -> AsyncEngine:
         event.listen(engine.sync_engine, "begin", _begin_immediate)
         return engine
     # hide_parameters: SQL errors must not carry hashes or emails into logs.
+    # pool_pre_ping: after a database restart a pooled connection is found dead before a
+    # request uses it, so the service recovers with no failed request.
     return create_async_engine(
-        url, hide_parameters=True, pool_size=10, max_overflow=10, pool_timeout=5
+        url,
+        hide_parameters=True,
+        pool_size=10,
+        max_overflow=10,
+        pool_timeout=5,
+        pool_pre_ping=True,
     )
 
 

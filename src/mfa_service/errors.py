@@ -126,6 +126,13 @@ class TotpAlreadyEnabled(ServiceError):
     detail = "Disable TOTP before enrolling a new authenticator."
 
 
+class InvalidCursor(ServiceError):
+    status = 400
+    code = "invalid_cursor"
+    title = "Invalid cursor"
+    detail = "Use the next_cursor of a previous page."
+
+
 class EmailTaken(ServiceError):
     status = 409
     code = "email_taken"

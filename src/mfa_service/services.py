@@ -14,6 +14,7 @@ from mfa_service.accounts.passwords import PasswordHasher
 from mfa_service.clock import Clock
 from mfa_service.config import Settings
 from mfa_service.factors.throttle import FactorThrottle
+from mfa_service.limits.login import LoginLimiter
 from mfa_service.secretbox import SecretBox
 from mfa_service.tokens.keys import KeyStore
 
@@ -29,6 +30,7 @@ class Services:
     keys: KeyStore
     hasher: PasswordHasher
     throttle: FactorThrottle
+    login_limiter: LoginLimiter
 
     def rkey(self, *parts: str) -> str:
         """A Redis key under this deployment's prefix."""

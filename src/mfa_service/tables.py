@@ -3,6 +3,7 @@
 from sqlmodel import SQLModel
 
 from mfa_service.accounts.models import User
+from mfa_service.audit.models import AuditEvent
 from mfa_service.factors.backup_codes.models import BackupCode
 from mfa_service.factors.totp.models import TotpCredential
 from mfa_service.sessions.models import RefreshToken, Session
@@ -11,6 +12,7 @@ from mfa_service.tokens.models import SigningKey
 metadata = SQLModel.metadata
 
 __all__ = [
+    "AuditEvent",
     "BackupCode",
     "RefreshToken",
     "Session",

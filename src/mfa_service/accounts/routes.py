@@ -23,6 +23,7 @@ from mfa_service.errors import (
     WeakPassword,
     responses,
 )
+from mfa_service.net import ClientDep
 from mfa_service.services import ServicesDep
 from mfa_service.sessions.dependencies import CurrentClaims
 from mfa_service.sessions.schemas import TokenResponse
@@ -52,13 +53,13 @@ async def register(body: RegisterRequest, db: SessionDep, svc: ServicesDep) -> U
     responses=responses(InvalidCredentials, RateLimited, ServiceUnavailable),
 )
 async def login(
-    body: Credentials, db: SessionDep, svc: ServicesDep
+    body: Credentials, db: SessionDep, svc: ServicesDep, client: ClientDep
 ) -> TokenResponse | ChallengeResponse:
     """Tokens for an account without MFA; with MFA, a challenge for `POST /mfa/challenge`.
 
     Unknown email and wrong password give the same answer.
     """
-    return await service.login(db, svc, body.email, body.password)
+    return await service.login(db, svc, client, body.email, body.password)
 
 
 @router.post(
@@ -70,11 +71,15 @@ async def login(
     responses=responses(InvalidToken, InvalidCredentials, InvalidCode, WeakPassword, RateLimited),
 )
 async def change_password(
-    body: PasswordChangeRequest, claims: CurrentClaims, db: SessionDep, svc: ServicesDep
+    body: PasswordChangeRequest,
+    claims: CurrentClaims,
+    db: SessionDep,
+    svc: ServicesDep,
+    client: ClientDep,
 ) -> None:
     """Every other session of the user ends; this one stays signed in."""
     await service.change_password(
-        db, svc, claims, body.current_password, body.new_password, body.code
+        db, svc, client, claims, body.current_password, body.new_password, body.code
     )
 
 

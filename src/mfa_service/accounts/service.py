@@ -8,6 +8,7 @@ from sqlmodel.ext.asyncio.session import AsyncSession
 from mfa_service.accounts import repository
 from mfa_service.accounts.models import User
 from mfa_service.accounts.passwords import is_too_common
+from mfa_service.audit import service as audit
 from mfa_service.challenges import service as challenges
 from mfa_service.challenges.schemas import ChallengeResponse
 from mfa_service.clock import now
@@ -21,6 +22,7 @@ from mfa_service.errors import (
 from mfa_service.factors import verification
 from mfa_service.factors.backup_codes import repository as backup_codes
 from mfa_service.factors.schemas import FactorProof
+from mfa_service.net import Client
 from mfa_service.services import Services
 from mfa_service.sessions import service as sessions
 from mfa_service.sessions.schemas import TokenResponse
@@ -52,27 +54,49 @@ async def register(db: AsyncSession, svc: Services, email: str, password: str) -
     return user
 
 
-async def check_password(db: AsyncSession, svc: Services, email: str, password: str) -> User:
-    """The user when the password matches; unknown emails cost one hash and fail the same way."""
-    user = await repository.get_by_email(db, normalise_email(email))
-    ok, new_hash = await svc.hasher.verify(password, user.password_hash if user else None)
-    if user is None or not ok:
-        raise InvalidCredentials()
+async def verify_password(
+    db: AsyncSession,
+    svc: Services,
+    client: Client,
+    email: str,
+    user: User | None,
+    password: str,
+) -> bool:
+    """Check a password under the guessing limits (login, and re-entry for sensitive
+    changes). With no user (unknown email) a dummy hash is checked: same cost, same count."""
+    limiter = svc.login_limiter
+    keys = limiter.keys(email, client.ip)
+    await limiter.reserve(keys)
+    try:
+        ok, new_hash = await svc.hasher.verify(password, user.password_hash if user else None)
+    except BaseException:
+        await limiter.succeeded(keys)  # no password was checked: give the reservation back
+        raise
+    if not ok or user is None:
+        await limiter.failed(keys)
+        return False
+    await limiter.succeeded(keys)
     if new_hash is not None:
         user.password_hash = new_hash  # hashing parameters were raised since it was stored
         db.add(user)
-    return user
+    return True
 
 
 async def login(
-    db: AsyncSession, svc: Services, email: str, password: str
+    db: AsyncSession, svc: Services, client: Client, email: str, password: str
 ) -> TokenResponse | ChallengeResponse:
-    user = await check_password(db, svc, email, password)
+    email = normalise_email(email)
+    user = await repository.get_by_email(db, email)
+    if not await verify_password(db, svc, client, email, user, password) or user is None:
+        audit.record(db, svc, client, "login.failed", user.id if user else None)
+        raise InvalidCredentials()
     if user.mfa_enabled:
+        audit.record(db, svc, client, "login.succeeded", user.id, next="mfa_challenge")
         methods = ["totp"]
         if await backup_codes.count_unused(db, user.id):
             methods.append("backup_code")
         return await challenges.start(svc, user.id, methods)
+    audit.record(db, svc, client, "login.succeeded", user.id)
     return await sessions.start_session(db, svc, user_id=user.id, amr=["pwd"])
 
 
@@ -86,22 +110,23 @@ async def current_user(db: AsyncSession, claims: AccessClaims) -> User:
 async def change_password(
     db: AsyncSession,
     svc: Services,
+    client: Client,
     claims: AccessClaims,
     current: str,
     new: str,
     code: str | None,
 ) -> None:
     user = await current_user(db, claims)
-    ok, _ = await svc.hasher.verify(current, user.password_hash)
-    if not ok:
+    if not await verify_password(db, svc, client, user.email, user, current):
         raise InvalidCredentials("The current password is incorrect.")
     if is_too_common(new, user.email):
         raise WeakPassword()
     if user.mfa_enabled:
         if code is None:
             raise InvalidCode("A current TOTP code is required: MFA is enabled.")
-        await verification.prove(db, svc, user.id, FactorProof(code=code))
+        await verification.prove(db, svc, client, user.id, FactorProof(code=code))
     user.password_hash = await svc.hasher.hash(new)
     user.password_changed_at = now(svc.clock)
     db.add(user)
     await sessions.sign_out_elsewhere(db, svc, user.id, keep=claims.sid, reason="password_changed")
+    audit.record(db, svc, client, "password.changed", user.id)

@@ -15,6 +15,7 @@ from mfa_service.errors import (
     ServiceUnavailable,
     responses,
 )
+from mfa_service.net import ClientDep
 from mfa_service.services import ServicesDep
 from mfa_service.sessions.schemas import TokenResponse
 
@@ -38,6 +39,7 @@ async def answer_challenge(
     body: ChallengeAnswer,
     db: SessionDep,
     svc: ServicesDep,
+    client: ClientDep,
     credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(challenge_bearer)],
 ) -> TokenResponse:
     """A TOTP code or a backup code for the challenge from `/auth/login`.
@@ -48,4 +50,4 @@ async def answer_challenge(
     token = body.challenge_token or (credentials.credentials if credentials else None)
     if not token:
         raise ChallengeExpired()
-    return await service.answer(db, svc, token, body)
+    return await service.answer(db, svc, client, token, body)

@@ -26,6 +26,7 @@ from mfa_service.factors.schemas import (
     TotpSetup,
 )
 from mfa_service.factors.totp import otp
+from mfa_service.net import ClientDep
 from mfa_service.services import ServicesDep
 from mfa_service.sessions.dependencies import CurrentClaims
 from mfa_service.sessions.schemas import TokenResponse
@@ -88,11 +89,16 @@ async def totp_qr_svg(claims: CurrentClaims, db: SessionDep, svc: ServicesDep) -
     responses=responses(InvalidToken, NothingPending, InvalidCode),
 )
 async def totp_confirm(
-    body: TotpCode, claims: CurrentClaims, db: SessionDep, svc: ServicesDep, response: Response
+    body: TotpCode,
+    claims: CurrentClaims,
+    db: SessionDep,
+    svc: ServicesDep,
+    response: Response,
+    client: ClientDep,
 ) -> TotpConfirmed:
     """Returns 10 backup codes, shown this once. Other sessions and pending challenges end."""
     response.headers.update(NO_STORE)
-    return await service.confirm_totp(db, svc, claims, body.code)
+    return await service.confirm_totp(db, svc, client, claims, body.code)
 
 
 @router.delete(
@@ -103,10 +109,10 @@ async def totp_confirm(
     responses=responses(InvalidToken, InvalidCredentials, InvalidCode, MfaNotEnabled, RateLimited),
 )
 async def totp_disable(
-    body: DisableRequest, claims: CurrentClaims, db: SessionDep, svc: ServicesDep
+    body: DisableRequest, claims: CurrentClaims, db: SessionDep, svc: ServicesDep, client: ClientDep
 ) -> None:
     """Needs the password and a current code or a backup code."""
-    await service.disable_totp(db, svc, claims, body)
+    await service.disable_totp(db, svc, client, claims, body)
 
 
 @router.post(
@@ -116,11 +122,16 @@ async def totp_disable(
     responses=responses(InvalidToken, InvalidCode, MfaNotEnabled, RateLimited),
 )
 async def backup_codes_regenerate(
-    body: TotpCode, claims: CurrentClaims, db: SessionDep, svc: ServicesDep, response: Response
+    body: TotpCode,
+    claims: CurrentClaims,
+    db: SessionDep,
+    svc: ServicesDep,
+    response: Response,
+    client: ClientDep,
 ) -> BackupCodes:
     """A current TOTP code proves presence; every earlier backup code stops working."""
     response.headers.update(NO_STORE)
-    return await service.regenerate_backup_codes(db, svc, claims, body.code)
+    return await service.regenerate_backup_codes(db, svc, client, claims, body.code)
 
 
 @router.post(
@@ -130,8 +141,8 @@ async def backup_codes_regenerate(
     responses=responses(InvalidToken, InvalidCode, MfaNotEnabled, RateLimited, ServiceUnavailable),
 )
 async def step_up(
-    body: FactorProof, claims: CurrentClaims, db: SessionDep, svc: ServicesDep
+    body: FactorProof, claims: CurrentClaims, db: SessionDep, svc: ServicesDep, client: ClientDep
 ) -> TokenResponse:
     """For services that demand recent MFA (RFC 9470): same session, new tokens whose
     `auth_time` is now and whose `amr` adds the factor just proven."""
-    return await service.step_up(db, svc, claims, body)
+    return await service.step_up(db, svc, client, claims, body)

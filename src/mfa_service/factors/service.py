@@ -5,6 +5,7 @@ from __future__ import annotations
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 from mfa_service.accounts import service as accounts
+from mfa_service.audit import service as audit
 from mfa_service.errors import InvalidCredentials, MfaNotEnabled
 from mfa_service.factors import verification
 from mfa_service.factors.backup_codes import repository as backup_repository
@@ -22,6 +23,7 @@ from mfa_service.factors.schemas import (
 from mfa_service.factors.totp import otp
 from mfa_service.factors.totp import repository as totp_repository
 from mfa_service.factors.totp import service as totp
+from mfa_service.net import Client
 from mfa_service.services import Services
 from mfa_service.sessions import service as sessions
 from mfa_service.sessions.schemas import TokenResponse
@@ -52,7 +54,7 @@ async def pending_uri(db: AsyncSession, svc: Services, claims: AccessClaims) -> 
 
 
 async def confirm_totp(
-    db: AsyncSession, svc: Services, claims: AccessClaims, code: str
+    db: AsyncSession, svc: Services, client: Client, claims: AccessClaims, code: str
 ) -> TotpConfirmed:
     user = await accounts.current_user(db, claims)
     await totp.confirm(db, svc, user.id, code)
@@ -60,41 +62,44 @@ async def confirm_totp(
     db.add(user)
     codes = await backup_codes.issue(db, svc, user.id)
     await sessions.sign_out_elsewhere(db, svc, user.id, keep=claims.sid, reason="mfa_enabled")
+    audit.record(db, svc, client, "totp.enabled", user.id)
     return TotpConfirmed(backup_codes=codes)
 
 
 async def disable_totp(
-    db: AsyncSession, svc: Services, claims: AccessClaims, body: DisableRequest
+    db: AsyncSession, svc: Services, client: Client, claims: AccessClaims, body: DisableRequest
 ) -> None:
     user = await accounts.current_user(db, claims)
     if not user.mfa_enabled:
         raise MfaNotEnabled()
-    ok, _ = await svc.hasher.verify(body.password, user.password_hash)
-    if not ok:
+    if not await accounts.verify_password(db, svc, client, user.email, user, body.password):
         raise InvalidCredentials("The password is incorrect.")
-    await verification.prove(db, svc, user.id, body)
+    await verification.prove(db, svc, client, user.id, body)
     await totp_repository.delete_for_user(db, user.id)
     await backup_repository.delete_for_user(db, user.id)
     user.mfa_enabled = False
     db.add(user)
     await sessions.sign_out_elsewhere(db, svc, user.id, keep=claims.sid, reason="mfa_disabled")
+    audit.record(db, svc, client, "totp.disabled", user.id)
 
 
 async def regenerate_backup_codes(
-    db: AsyncSession, svc: Services, claims: AccessClaims, code: str
+    db: AsyncSession, svc: Services, client: Client, claims: AccessClaims, code: str
 ) -> BackupCodes:
     user = await accounts.current_user(db, claims)
     if not user.mfa_enabled:
         raise MfaNotEnabled()
-    await verification.prove(db, svc, user.id, FactorProof(code=code))
-    return BackupCodes(backup_codes=await backup_codes.issue(db, svc, user.id))
+    await verification.prove(db, svc, client, user.id, FactorProof(code=code))
+    fresh = await backup_codes.issue(db, svc, user.id)
+    audit.record(db, svc, client, "backup_codes.regenerated", user.id)
+    return BackupCodes(backup_codes=fresh)
 
 
 async def step_up(
-    db: AsyncSession, svc: Services, claims: AccessClaims, proof: FactorProof
+    db: AsyncSession, svc: Services, client: Client, claims: AccessClaims, proof: FactorProof
 ) -> TokenResponse:
     user = await accounts.current_user(db, claims)
     if not user.mfa_enabled:
         raise MfaNotEnabled()
-    factor = await verification.prove(db, svc, user.id, proof)
+    factor = await verification.prove(db, svc, client, user.id, proof)
     return await sessions.step_up(db, svc, claims, factor.amr)

@@ -105,14 +105,15 @@ class FactorThrottle:
             raise ChallengeExpired()
         return Attempt(keys, challenge_key, int(value))
 
-    async def finish(self, attempt: Attempt, ok: bool) -> None:
-        """Record the outcome; a success on a challenge burned meanwhile is refused."""
+    async def finish(self, attempt: Attempt, ok: bool) -> bool:
+        """Record the outcome; True when this failure locked the factor. A success on a
+        challenge burned meanwhile is refused."""
         s = self._settings
         redis_keys = [attempt.keys.factor]
         if attempt.challenge_key is not None:
             redis_keys.append(attempt.challenge_key)
         window_ms = lock_ms = s.factor_lock_seconds * 1000
-        status, _ = await self._finish(
+        status, failures = await self._finish(
             keys=redis_keys,
             args=[
                 self._now_ms(),
@@ -126,3 +127,4 @@ class FactorThrottle:
         )
         if status == b"expired":
             raise ChallengeExpired()
+        return not ok and int(failures) >= s.factor_max_failures

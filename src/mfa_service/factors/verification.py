@@ -6,11 +6,13 @@ import uuid
 
 from sqlmodel.ext.asyncio.session import AsyncSession
 
+from mfa_service.audit import service as audit
 from mfa_service.errors import InvalidCode
 from mfa_service.factors.backup_codes.service import BackupCodeFactor
 from mfa_service.factors.base import Factor, Verdict
 from mfa_service.factors.schemas import FactorProof
 from mfa_service.factors.totp.service import TotpFactor
+from mfa_service.net import Client
 from mfa_service.redis_keys import UserKeys
 from mfa_service.services import Services
 
@@ -21,6 +23,7 @@ BACKUP_CODE: Factor = BackupCodeFactor()
 async def prove(
     db: AsyncSession,
     svc: Services,
+    client: Client,
     user_id: uuid.UUID,
     proof: FactorProof,
     *,
@@ -38,7 +41,13 @@ async def prove(
     keys = UserKeys(svc.settings.redis_prefix, user_id)
     attempt = await svc.throttle.begin(keys, challenge_key)
     verdict = await factor.verify(db, svc, user_id, submitted)
-    await svc.throttle.finish(attempt, verdict is Verdict.OK)
+    locked = await svc.throttle.finish(attempt, verdict is Verdict.OK)
+    if verdict is Verdict.REPLAY and factor is TOTP:
+        audit.record(db, svc, client, "totp.replay_refused", user_id)
+    if locked:
+        audit.record(db, svc, client, "factor.locked", user_id)
     if verdict is not Verdict.OK:
         raise InvalidCode()
+    if factor is BACKUP_CODE:
+        audit.record(db, svc, client, "backup_code.used", user_id)
     return factor

@@ -9,9 +9,11 @@ from datetime import datetime, timedelta
 
 from sqlmodel.ext.asyncio.session import AsyncSession
 
+from mfa_service.audit import service as audit
 from mfa_service.challenges import store as challenges
 from mfa_service.clock import now
 from mfa_service.errors import InvalidRefreshToken, InvalidToken
+from mfa_service.net import Client
 from mfa_service.services import Services
 from mfa_service.sessions import repository
 from mfa_service.sessions.models import RefreshToken, Session
@@ -65,29 +67,40 @@ async def _issue(db: AsyncSession, svc: Services, session: Session, at: datetime
     )
 
 
-async def refresh(db: AsyncSession, svc: Services, refresh_token: str) -> TokenResponse:
+async def refresh(
+    db: AsyncSession, svc: Services, client: Client, refresh_token: str
+) -> TokenResponse:
+    # Probing with made-up or stolen-and-rotated tokens is counted per client IP.
+    await svc.login_limiter.guard_ip("refresh", client.ip)
     at = now(svc.clock)
     found = await repository.find_refresh_token(db, hash_token(refresh_token))
     if found is None:
+        await svc.login_limiter.count_ip("refresh", client.ip)
         raise InvalidRefreshToken()
     token, session = found
     if token.used_at is not None or not await repository.mark_used(db, token.id, at):
         # A rotated token came back: whoever holds the family may be a thief. End it.
         await repository.revoke(db, session.id, at, "refresh_reuse")
+        audit.record(db, svc, client, "refresh.reuse_detected", session.user_id)
+        await svc.login_limiter.count_ip("refresh", client.ip)
         raise InvalidRefreshToken()
     idle_limit = session.last_refreshed_at + timedelta(seconds=svc.settings.session_idle_timeout)
     if session.revoked_at is not None or at >= session.expires_at or at >= idle_limit:
         raise InvalidRefreshToken()
     session.last_refreshed_at = at
     db.add(session)
-    await db.flush()  # no ORM relationship orders the inserts: the session row goes first
     return await _issue(db, svc, session, at)
 
 
 async def logout(
-    db: AsyncSession, svc: Services, claims: AccessClaims, refresh_token: str | None
+    db: AsyncSession,
+    svc: Services,
+    client: Client,
+    claims: AccessClaims,
+    refresh_token: str | None,
 ) -> None:
     at = now(svc.clock)
+    audit.record(db, svc, client, "logout", claims.sub)
     ttl = max(1, claims.exp - int(svc.clock.time()))
     await svc.redis.set(svc.rkey("deny", claims.jti), b"1", ex=ttl)
     await repository.revoke(db, claims.sid, at, "logout")

@@ -1,0 +1,69 @@
+"""Audit events: written in the request's transaction, listed newest first by cursor."""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import uuid
+from datetime import datetime
+
+from sqlalchemy import and_, or_
+from sqlmodel import col, select
+from sqlmodel.ext.asyncio.session import AsyncSession
+
+from mfa_service.audit.models import AuditEvent
+from mfa_service.clock import now
+from mfa_service.errors import InvalidCursor
+from mfa_service.net import Client
+from mfa_service.services import Services
+
+
+def record(
+    db: AsyncSession,
+    svc: Services,
+    client: Client,
+    type_: str,
+    user_id: uuid.UUID | None,
+    **detail: str,
+) -> None:
+    db.add(
+        AuditEvent(
+            user_id=user_id,
+            type=type_,
+            at=now(svc.clock),
+            ip=client.ip,
+            user_agent=client.user_agent,
+            detail=detail,
+        )
+    )
+
+
+def _cursor(event: AuditEvent) -> str:
+    return base64.urlsafe_b64encode(f"{event.at.isoformat()}|{event.id}".encode()).decode()
+
+
+def _parse_cursor(cursor: str) -> tuple[datetime, uuid.UUID]:
+    try:
+        at, _, event_id = base64.urlsafe_b64decode(cursor.encode()).decode().partition("|")
+        return datetime.fromisoformat(at), uuid.UUID(event_id)
+    except (binascii.Error, ValueError, UnicodeDecodeError):
+        raise InvalidCursor() from None
+
+
+async def page(
+    db: AsyncSession, user_id: uuid.UUID, limit: int, cursor: str | None
+) -> tuple[list[AuditEvent], str | None]:
+    query = select(AuditEvent).where(AuditEvent.user_id == user_id)
+    if cursor:
+        at, event_id = _parse_cursor(cursor)
+        query = query.where(
+            or_(
+                col(AuditEvent.at) < at,
+                and_(col(AuditEvent.at) == at, col(AuditEvent.id) < event_id),
+            )
+        )
+    query = query.order_by(col(AuditEvent.at).desc(), col(AuditEvent.id).desc()).limit(limit + 1)
+    rows = list(await db.exec(query))
+    more = len(rows) > limit
+    rows = rows[:limit]
+    return rows, _cursor(rows[-1]) if more and rows else None
