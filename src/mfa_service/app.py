@@ -8,6 +8,7 @@ from contextlib import asynccontextmanager
 
 from fastapi import FastAPI
 from fastapi.middleware.cors import CORSMiddleware
+from sqlalchemy.ext.asyncio import AsyncEngine
 
 from mfa_service import migrations
 from mfa_service.accounts import routes as accounts_routes
@@ -24,7 +25,7 @@ from mfa_service.factors.throttle import FactorThrottle
 from mfa_service.health import router as health_router
 from mfa_service.limits.login import LoginLimiter
 from mfa_service.redis_client import create_redis
-from mfa_service.secretbox import load_secret_box
+from mfa_service.secretbox import SecretBox, load_secret_box
 from mfa_service.services import Services
 from mfa_service.sessions import routes as sessions_routes
 from mfa_service.tokens import routes as tokens_routes
@@ -41,6 +42,20 @@ Click **Authorize** and paste an `access_token` to call the protected routes.
 """
 
 
+async def prepare_storage(
+    engine: AsyncEngine, box: SecretBox, settings: Settings, clock: Clock
+) -> None:
+    """The embedded SQLite schema upgraded (other databases must already be at head), and a
+    signing key where development may make one."""
+    if settings.is_sqlite:
+        await migrations.upgrade(engine)
+    else:
+        await migrations.check_at_head(engine)
+    async with create_sessionmaker(engine)() as db:
+        await ensure_key(db, box, settings, clock)
+        await db.commit()
+
+
 def create_app(settings: Settings | None = None, clock: Clock | None = None) -> FastAPI:
     settings = settings or Settings()
     clock = clock or SystemClock()
@@ -51,14 +66,8 @@ def create_app(settings: Settings | None = None, clock: Clock | None = None) -> 
         engine = create_engine(settings)
         redis = create_redis(settings)
         try:
-            if settings.is_sqlite:
-                await migrations.upgrade(engine)
-            else:
-                await migrations.check_at_head(engine)
+            await prepare_storage(engine, box, settings, clock)
             sessionmaker = create_sessionmaker(engine)
-            async with sessionmaker() as db:
-                await ensure_key(db, box, settings, clock)
-                await db.commit()
             keys = KeyStore(sessionmaker, box, settings, clock)
             await keys.reload()
             hasher = PasswordHasher(settings)

@@ -12,6 +12,7 @@ import uvicorn
 from pydantic import ValidationError
 
 from mfa_service import migrations
+from mfa_service.app import prepare_storage
 from mfa_service.clock import SystemClock, now
 from mfa_service.config import Settings
 from mfa_service.db import create_engine, create_sessionmaker
@@ -98,13 +99,7 @@ async def _prepare(settings: Settings) -> None:
     box = load_secret_box(settings)
     engine = create_engine(settings)
     try:
-        if settings.is_sqlite:
-            await migrations.upgrade(engine)
-        else:
-            await migrations.check_at_head(engine)
-        async with create_sessionmaker(engine)() as db:
-            await keys.ensure_key(db, box, settings, SystemClock())
-            await db.commit()
+        await prepare_storage(engine, box, settings, SystemClock())
     finally:
         await engine.dispose()
 
