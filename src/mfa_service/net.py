@@ -47,10 +47,29 @@ def _is_trusted(address: str, trusted: list[IPNetwork]) -> bool:
     return any(ip in net for net in trusted)
 
 
+def forwarded_for(forwarded: str | None) -> str | None:
+    """The `for=` hops of an RFC 7239 `Forwarded` header, as an X-Forwarded-For list."""
+    if not forwarded:
+        return None
+    hops = []
+    for element in forwarded.split(","):
+        for pair in element.split(";"):
+            name, _, value = pair.strip().partition("=")
+            if name.lower() == "for":
+                value = value.strip('"')
+                if value.startswith("["):  # [IPv6]:port
+                    value = value[1:].partition("]")[0]
+                elif value.count(":") == 1:  # IPv4:port
+                    value = value.partition(":")[0]
+                hops.append(value)
+    return ", ".join(hops) or None
+
+
 def get_client(request: Request) -> Client:
     peer = request.client.host if request.client else None
     trusted = request.app.state.services.settings.trusted_proxies
-    ip = client_ip(peer, request.headers.get("x-forwarded-for"), trusted)
+    hops = request.headers.get("x-forwarded-for") or forwarded_for(request.headers.get("forwarded"))
+    ip = client_ip(peer, hops, trusted)
     return Client(ip=ip, user_agent=request.headers.get("user-agent", "")[:300])
 
 

@@ -89,6 +89,9 @@ async def test_trusted_proxy_forwarded_for_names_the_client(
             assert r == 401
         # 10.1.9.9 is another trusted hop: the client is 1.2.3.4, now locked...
         assert await attempt(proxy, email, PASSWORD, **{"X-Forwarded-For": "1.2.3.4"}) == 429
+        # ...also when the proxy speaks RFC 7239...
+        forwarded = {"Forwarded": 'for=1.2.3.4:4711;proto=https, for="10.1.9.9"'}
+        assert await attempt(proxy, email, PASSWORD, **forwarded) == 429
         # ...while the same account from another client behind the proxy is not.
         assert await attempt(proxy, email, PASSWORD, **{"X-Forwarded-For": "5.6.7.8"}) == 200
 
