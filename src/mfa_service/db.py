@@ -36,6 +36,8 @@ def create_engine(settings: Settings) -> AsyncEngine:
         max_overflow=10,
         pool_timeout=5,
         pool_pre_ping=True,
+        # A stalled (not refusing) server must become a quick 503, not a hung request.
+        connect_args={"timeout": 3, "command_timeout": 5},
     )
 
 
