@@ -145,6 +145,14 @@ async def test_step_up_refreshes_auth_time_and_adds_the_factor(
     assert stepped["auth_time"] - first["auth_time"] == 600
     assert stepped["amr"] == ["pwd", "mfa", "recovery", "otp"]
     assert stepped["sid"] == first["sid"]
+    events = await client.get(
+        "/users/me/events", headers=bearer(r.json()["access_token"]), params={"limit": 3}
+    )
+    # Same instant on the test clock: compare without order.
+    assert {(e["type"], e["detail"]["method"]) for e in events.json()["items"][:2]} == {
+        ("step_up.succeeded", "totp"),
+        ("step_up.failed", "totp"),
+    }
     # The new refresh token works; the one from before the step-up is retired, and showing
     # it again counts as reuse.
     new = await client.post("/auth/refresh", json={"refresh_token": r.json()["refresh_token"]})
