@@ -6,10 +6,8 @@ import uuid
 
 from sqlmodel.ext.asyncio.session import AsyncSession
 
-from mfa_service.audit import service as audit
 from mfa_service.challenges import store
 from mfa_service.challenges.schemas import ChallengeResponse
-from mfa_service.errors import InvalidCode
 from mfa_service.factors import verification
 from mfa_service.factors.schemas import FactorProof
 from mfa_service.net import Client
@@ -29,15 +27,15 @@ async def answer(
     db: AsyncSession, svc: Services, client: Client, token: str, proof: FactorProof
 ) -> TokenResponse:
     keys, token_hash = store.parse(token, svc.settings.redis_prefix)
-    method = "totp" if proof.code is not None else "backup_code"
-    try:
-        factor = await verification.prove(
-            db, svc, client, keys.user_id, proof, challenge_key=keys.challenge(token_hash)
-        )
-    except InvalidCode:
-        audit.record(db, svc, client, "challenge.failed", keys.user_id, method=method)
-        raise
-    audit.record(db, svc, client, "challenge.succeeded", keys.user_id, method=method)
+    factor = await verification.prove(
+        db,
+        svc,
+        client,
+        keys.user_id,
+        proof,
+        challenge_key=keys.challenge(token_hash),
+        audit_as="challenge",
+    )
     return await sessions.start_session(
         db, svc, user_id=keys.user_id, amr=["pwd", "mfa", factor.amr]
     )

@@ -6,7 +6,7 @@ from sqlmodel.ext.asyncio.session import AsyncSession
 
 from mfa_service.accounts import service as accounts
 from mfa_service.audit import service as audit
-from mfa_service.errors import InvalidCode, InvalidCredentials, MfaNotEnabled
+from mfa_service.errors import InvalidCredentials, MfaNotEnabled
 from mfa_service.factors import verification
 from mfa_service.factors.backup_codes import repository as backup_repository
 from mfa_service.factors.backup_codes import service as backup_codes
@@ -101,11 +101,5 @@ async def step_up(
     user = await accounts.current_user(db, claims)
     if not user.mfa_enabled:
         raise MfaNotEnabled()
-    method = "totp" if proof.code is not None else "backup_code"
-    try:
-        factor = await verification.prove(db, svc, client, user.id, proof)
-    except InvalidCode:
-        audit.record(db, svc, client, "step_up.failed", user.id, method=method)
-        raise
-    audit.record(db, svc, client, "step_up.succeeded", user.id, method=method)
+    factor = await verification.prove(db, svc, client, user.id, proof, audit_as="step_up")
     return await sessions.step_up(db, svc, claims, factor.amr)

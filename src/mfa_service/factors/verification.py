@@ -28,10 +28,12 @@ async def prove(
     proof: FactorProof,
     *,
     challenge_key: str | None = None,
+    audit_as: str | None = None,
 ) -> Factor:
     """The factor proven, or RateLimited / ChallengeExpired / InvalidCode.
 
     Two Redis steps (begin, finish) around one database check that also consumes the code.
+    With `audit_as` ("challenge", "step_up") the outcome is an audit event of that name.
     """
     if proof.code is not None:
         factor, submitted = TOTP, proof.code
@@ -46,6 +48,9 @@ async def prove(
         audit.record(db, svc, client, "totp.replay_refused", user_id)
     if locked:
         audit.record(db, svc, client, "factor.locked", user_id)
+    if audit_as is not None:
+        outcome = "succeeded" if verdict is Verdict.OK else "failed"
+        audit.record(db, svc, client, f"{audit_as}.{outcome}", user_id, method=factor.method)
     if verdict is not Verdict.OK:
         raise InvalidCode()
     if factor is BACKUP_CODE:
