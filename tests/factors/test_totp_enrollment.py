@@ -23,8 +23,12 @@ from tests.support import (
 def decode_qr(png: bytes) -> str:
     image = cv2.imdecode(np.frombuffer(png, np.uint8), cv2.IMREAD_GRAYSCALE)
     assert image is not None, "not a PNG"
-    text, _, _ = cv2.QRCodeDetector().detectAndDecode(image)
-    return str(text)
+    # OpenCV's classic detector misses about 1 code in 300 that its ArUco-based one reads.
+    for detector in (cv2.QRCodeDetector(), cv2.QRCodeDetectorAruco()):
+        text, _, _ = detector.detectAndDecode(image)
+        if text:
+            return str(text)
+    return ""
 
 
 async def test_the_whole_journey(client: httpx.AsyncClient, clock: FakeClock) -> None:
