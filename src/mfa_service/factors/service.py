@@ -5,6 +5,7 @@ from __future__ import annotations
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 from mfa_service.accounts import service as accounts
+from mfa_service.accounts.models import User
 from mfa_service.audit import service as audit
 from mfa_service.errors import InvalidCredentials, MfaNotEnabled
 from mfa_service.factors import verification
@@ -66,12 +67,17 @@ async def confirm_totp(
     return TotpConfirmed(backup_codes=codes)
 
 
-async def disable_totp(
-    db: AsyncSession, svc: Services, client: Client, claims: AccessClaims, body: DisableRequest
-) -> None:
+async def _mfa_user(db: AsyncSession, claims: AccessClaims) -> User:
     user = await accounts.current_user(db, claims)
     if not user.mfa_enabled:
         raise MfaNotEnabled()
+    return user
+
+
+async def disable_totp(
+    db: AsyncSession, svc: Services, client: Client, claims: AccessClaims, body: DisableRequest
+) -> None:
+    user = await _mfa_user(db, claims)
     if not await accounts.verify_password(db, svc, client, user.email, user, body.password):
         raise InvalidCredentials("The password is incorrect.")
     await verification.prove(db, svc, client, user.id, body)
@@ -86,9 +92,7 @@ async def disable_totp(
 async def regenerate_backup_codes(
     db: AsyncSession, svc: Services, client: Client, claims: AccessClaims, code: str
 ) -> BackupCodes:
-    user = await accounts.current_user(db, claims)
-    if not user.mfa_enabled:
-        raise MfaNotEnabled()
+    user = await _mfa_user(db, claims)
     await verification.prove(db, svc, client, user.id, FactorProof(code=code))
     fresh = await backup_codes.issue(db, svc, user.id)
     audit.record(db, svc, client, "backup_codes.regenerated", user.id)
@@ -98,8 +102,6 @@ async def regenerate_backup_codes(
 async def step_up(
     db: AsyncSession, svc: Services, client: Client, claims: AccessClaims, proof: FactorProof
 ) -> TokenResponse:
-    user = await accounts.current_user(db, claims)
-    if not user.mfa_enabled:
-        raise MfaNotEnabled()
+    user = await _mfa_user(db, claims)
     factor = await verification.prove(db, svc, client, user.id, proof, audit_as="step_up")
     return await sessions.step_up(db, svc, claims, factor.amr)
