@@ -143,6 +143,37 @@ def test_trusted_proxies_refuse_garbage(monkeypatch: pytest.MonkeyPatch) -> None
         Settings()
 
 
+def test_introspection_clients_are_id_secret_pairs(monkeypatch: pytest.MonkeyPatch) -> None:
+    secret = "x" * 24
+    monkeypatch.setenv("MFA_INTROSPECTION_CLIENTS", f"billing:{secret}, payouts:{secret}:more")
+    clients = Settings().introspection_clients
+    assert {k: v.get_secret_value() for k, v in clients.items()} == {
+        "billing": secret,
+        "payouts": f"{secret}:more",
+    }
+    assert secret not in repr(clients)
+
+
+@pytest.mark.parametrize(
+    "value",
+    [
+        "billing:too-short-secret",
+        "billing",
+        "bad id:" + "y" * 30,
+        "a:" + "z" * 30 + ",a:" + "z" * 30,
+    ],
+)
+def test_introspection_clients_refuse_weak_or_malformed_entries(
+    monkeypatch: pytest.MonkeyPatch, value: str
+) -> None:
+    monkeypatch.setenv("MFA_INTROSPECTION_CLIENTS", value)
+    with pytest.raises(ValidationError) as raised:
+        Settings()
+    message = str(raised.value)
+    secret = value.partition(":")[2].split(",")[0]
+    assert not secret or secret not in message
+
+
 # --- The CLI refuses bad configurations before it serves -------------------------------------
 
 
@@ -245,3 +276,11 @@ async def test_no_cors_headers_by_default(backend: Backend) -> None:
         r = await client.get("/healthz", headers={"Origin": "https://spa.example"})
         assert r.status_code == 200
         assert not any(h.startswith("access-control-") for h in r.headers)
+
+
+def test_rejected_data_key_is_not_in_the_exception(monkeypatch: pytest.MonkeyPatch) -> None:
+    """`uvicorn --factory` without our CLI logs the traceback: it must not carry the key."""
+    monkeypatch.setenv("MFA_DATA_KEY", "almost-a-key-but-too-short")
+    with pytest.raises(ValidationError) as raised:
+        Settings()
+    assert "almost-a-key" not in str(raised.value)

@@ -23,6 +23,7 @@ from mfa_service.errors import install_handlers
 from mfa_service.factors import routes as factors_routes
 from mfa_service.factors.throttle import FactorThrottle
 from mfa_service.health import router as health_router
+from mfa_service.introspection import routes as introspection_routes
 from mfa_service.limits.login import LoginLimiter
 from mfa_service.redis_client import create_redis
 from mfa_service.secretbox import SecretBox, load_secret_box
@@ -118,6 +119,7 @@ def create_app(settings: Settings | None = None, clock: Clock | None = None) -> 
         audit_routes.router,
         challenges_routes.router,
         factors_routes.router,
+        introspection_routes.router,
         sessions_routes.router,
         tokens_routes.router,
         health_router,

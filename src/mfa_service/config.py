@@ -5,6 +5,7 @@ from __future__ import annotations
 import base64
 import binascii
 import ipaddress
+import re
 from pathlib import Path
 from typing import Annotated, Literal
 
@@ -12,6 +13,8 @@ from pydantic import Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
+CLIENT_ID = re.compile(r"[A-Za-z0-9._~-]{1,64}")
+MIN_CLIENT_SECRET = 24
 
 
 def decode_key(text: str) -> bytes:
@@ -24,7 +27,8 @@ def decode_key(text: str) -> bytes:
 
 
 class Settings(BaseSettings):
-    model_config = SettingsConfigDict(env_prefix="MFA_", extra="ignore")
+    # hide_input_in_errors: a rejected value may be a secret (data key, client secrets).
+    model_config = SettingsConfigDict(env_prefix="MFA_", extra="ignore", hide_input_in_errors=True)
 
     env: Literal["development", "production"] = "development"
     data_dir: Path = Path("./data")
@@ -58,6 +62,8 @@ class Settings(BaseSettings):
     login_ip_max_failures: int = Field(default=100, ge=1)
 
     cors_origins: Annotated[list[str], NoDecode] = []
+    # Services allowed to call /oauth/introspect: "client-id:secret,other-id:secret".
+    introspection_clients: Annotated[dict[str, SecretStr], NoDecode] = {}
     trusted_proxies: Annotated[list[IPNetwork], NoDecode] = []
 
     # Password hashing: argon2id, OWASP minimum by default.
@@ -83,6 +89,25 @@ class Settings(BaseSettings):
         if isinstance(value, list):
             return [ipaddress.ip_network(str(v), strict=False) for v in value]
         return value
+
+    @field_validator("introspection_clients", mode="before")
+    @classmethod
+    def _parse_clients(cls, value: object) -> object:
+        if not isinstance(value, str):
+            return value
+        clients: dict[str, str] = {}
+        for entry in filter(None, (part.strip() for part in value.split(","))):
+            client_id, _, secret = entry.partition(":")
+            # No input in the messages: half of it is a secret.
+            if not CLIENT_ID.fullmatch(client_id) or client_id in clients:
+                raise ValueError('each entry is "client-id:secret" with a distinct id')
+            if len(secret) < MIN_CLIENT_SECRET:
+                raise ValueError(
+                    f"client {client_id!r}: the secret needs at least {MIN_CLIENT_SECRET} "
+                    "characters (generate one with: mfa-service keys generate-data-key)"
+                )
+            clients[client_id] = secret
+        return clients
 
     @field_validator("data_key")
     @classmethod

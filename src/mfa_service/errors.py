@@ -77,6 +77,30 @@ class InvalidToken(ServiceError):
         )
 
 
+class OAuthError(ServiceError):
+    """An RFC 6749 error: the problem body also carries OAuth's `error` member."""
+
+    def problem(self) -> dict[str, Any]:
+        return {**super().problem(), "error": self.code}
+
+
+class InvalidClient(OAuthError):
+    status = 401
+    code = "invalid_client"
+    title = "Invalid client"
+    detail = "Client authentication failed."
+
+    def __init__(self) -> None:
+        super().__init__(headers={"WWW-Authenticate": 'Basic realm="mfa-service"'})
+
+
+class InvalidRequest(OAuthError):
+    status = 400
+    code = "invalid_request"
+    title = "Invalid request"
+    detail = "The request is missing a required parameter."
+
+
 class InvalidRefreshToken(ServiceError):
     status = 401
     code = "invalid_refresh_token"

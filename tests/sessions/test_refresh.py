@@ -4,7 +4,14 @@ import asyncio
 
 import httpx
 
-from tests.support import FakeClock, bearer, registered_login
+from tests.support import (
+    Backend,
+    FakeClock,
+    bearer,
+    registered_login,
+    running_app,
+    settings_for,
+)
 
 
 async def test_refresh_rotates_the_token(client: httpx.AsyncClient) -> None:
@@ -78,3 +85,24 @@ async def test_session_ends_after_max_age_even_when_active(
         current = r.json()
     assert r.status_code == 401
     assert clock.offset >= 12 * 3600
+
+
+async def test_guessing_refresh_tokens_is_limited_per_ip(
+    backend: Backend, clock: FakeClock
+) -> None:
+    """Concurrent made-up tokens: exactly the limit is evaluated; genuine refreshes never count."""
+    async with running_app(settings_for(backend, login_ip_max_failures=5), clock) as client:
+        _, tokens = await registered_login(client)
+        refresh_token = tokens["refresh_token"]
+        for _ in range(8):
+            r = await client.post("/auth/refresh", json={"refresh_token": refresh_token})
+            assert r.status_code == 200, r.text
+            refresh_token = r.json()["refresh_token"]
+        guesses = await asyncio.gather(
+            *(client.post("/auth/refresh", json={"refresh_token": f"guess-{i}"}) for i in range(12))
+        )
+        statuses = sorted(r.status_code for r in guesses)
+        assert statuses == [401] * 5 + [429] * 7, statuses
+        r = await client.post("/auth/refresh", json={"refresh_token": refresh_token})
+        assert r.status_code == 429
+        assert int(r.headers["retry-after"]) > 0

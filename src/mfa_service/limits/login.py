@@ -113,19 +113,23 @@ class LoginLimiter:
     def _ip_key(self, kind: str, ip: str) -> str:
         return f"{self._settings.redis_prefix}{{{kind}-ip:{ip}}}"
 
-    async def guard_ip(self, kind: str, ip: str) -> None:
-        """Refuse a client IP that failed `login_ip_max_failures` times at `kind` lately."""
+    async def reserve_ip(self, kind: str, ip: str) -> None:
+        """Admit one guess at `kind` from this client IP and count it, or raise RateLimited.
+
+        Counting before the check holds the limit under concurrent guesses; `refund_ip`
+        takes the count back once the attempt proved genuine.
+        """
         s = self._settings
         wait = await self._check(
             keys=[self._ip_key(kind, ip)],
-            args=[self._now(), s.login_window_seconds * 1000, s.login_ip_max_failures, 0],
+            args=[self._now(), s.login_window_seconds * 1000, s.login_ip_max_failures, 1],
         )
         if wait:
             raise RateLimited(retry_after=-(-int(wait) // 1000))
 
-    async def count_ip(self, kind: str, ip: str) -> None:
+    async def refund_ip(self, kind: str, ip: str) -> None:
         window = self._settings.login_window_seconds * 1000
-        await self._add(keys=[self._ip_key(kind, ip)], args=[self._now(), 1, window])
+        await self._add(keys=[self._ip_key(kind, ip)], args=[self._now(), -1, window])
 
     async def failed(self, keys: LoginKeys) -> None:
         window = self._settings.login_window_seconds * 1000

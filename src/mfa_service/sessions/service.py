@@ -18,11 +18,28 @@ from mfa_service.services import Services
 from mfa_service.sessions import repository
 from mfa_service.sessions.models import RefreshToken, Session
 from mfa_service.sessions.schemas import TokenResponse
-from mfa_service.tokens.access import AccessClaims, mint_access_token
+from mfa_service.tokens.access import AccessClaims, mint_access_token, verify_access_token
 
 
 def hash_token(token: str) -> str:
     return hashlib.sha256(token.encode()).hexdigest()
+
+
+async def authenticate(db: AsyncSession, svc: Services, token: str) -> AccessClaims:
+    """An access token that is valid, not logged out, and whose session still lives."""
+    claims = await verify_access_token(token, svc.keys, svc.settings, svc.clock)
+    if await svc.redis.exists(svc.rkey("deny", claims.jti)):
+        raise InvalidToken()
+    # The database decides whether the session lives, so a lost Redis cannot revive a logout.
+    session = await repository.get_session(db, claims.sid)
+    if (
+        session is None
+        or session.revoked_at is not None
+        or session.user_id != claims.sub
+        or now(svc.clock) >= session.expires_at
+    ):
+        raise InvalidToken()
+    return claims
 
 
 async def start_session(
@@ -71,19 +88,18 @@ async def refresh(
     db: AsyncSession, svc: Services, client: Client, refresh_token: str
 ) -> TokenResponse:
     # Probing with made-up or stolen-and-rotated tokens is counted per client IP.
-    await svc.login_limiter.guard_ip("refresh", client.ip)
+    await svc.login_limiter.reserve_ip("refresh", client.ip)
     at = now(svc.clock)
     found = await repository.find_refresh_token(db, hash_token(refresh_token))
     if found is None:
-        await svc.login_limiter.count_ip("refresh", client.ip)
         raise InvalidRefreshToken()
     token, session = found
     if token.used_at is not None or not await repository.mark_used(db, token.id, at):
         # A rotated token came back: whoever holds the family may be a thief. End it.
         await repository.revoke(db, session.id, at, "refresh_reuse")
         audit.record(db, svc, client, "refresh.reuse_detected", session.user_id)
-        await svc.login_limiter.count_ip("refresh", client.ip)
         raise InvalidRefreshToken()
+    await svc.login_limiter.refund_ip("refresh", client.ip)  # a genuine token: not a guess
     idle_limit = session.last_refreshed_at + timedelta(seconds=svc.settings.session_idle_timeout)
     if session.revoked_at is not None or at >= session.expires_at or at >= idle_limit:
         raise InvalidRefreshToken()

@@ -28,6 +28,9 @@ from mfa_service.tokens.models import SigningKey
 PrivateKey = ec.EllipticCurvePrivateKey | ed25519.Ed25519PrivateKey | rsa.RSAPrivateKey
 RELOAD_SECONDS = 60.0
 UNKNOWN_KID_RELOAD_SECONDS = 5.0
+# The JWKS we publish is at most this old, so a key made by `keys rotate` (or by another
+# instance) is published everywhere well before any instance signs with it.
+PUBLISH_RELOAD_SECONDS = 5.0
 
 
 class SigningKeyMissing(RuntimeError):
@@ -165,8 +168,8 @@ class KeyStore:
         self._loaded_at = self._clock.time()
         return self._ring
 
-    async def ring(self) -> KeyRing:
-        if self._ring is None or self._clock.time() - self._loaded_at > RELOAD_SECONDS:
+    async def ring(self, max_age: float = RELOAD_SECONDS) -> KeyRing:
+        if self._ring is None or self._clock.time() - self._loaded_at > max_age:
             return await self.reload()
         return self._ring
 

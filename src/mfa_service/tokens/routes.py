@@ -5,6 +5,7 @@ from typing import Any
 from fastapi import APIRouter, Response
 
 from mfa_service.services import ServicesDep
+from mfa_service.tokens.keys import PUBLISH_RELOAD_SECONDS
 
 router = APIRouter(tags=["discovery"])
 
@@ -13,7 +14,7 @@ router = APIRouter(tags=["discovery"])
 async def jwks(svc: ServicesDep, response: Response) -> dict[str, Any]:
     """Verify access tokens offline with these keys; refetch when a token names an unknown `kid`."""
     response.headers["Cache-Control"] = "public, max-age=300"
-    return (await svc.keys.ring()).jwks()
+    return (await svc.keys.ring(max_age=PUBLISH_RELOAD_SECONDS)).jwks()
 
 
 @router.get("/.well-known/openid-configuration", summary="Discovery document")
@@ -22,7 +23,11 @@ async def discovery(svc: ServicesDep) -> dict[str, Any]:
     return {
         "issuer": s.issuer,
         "jwks_uri": s.jwks_uri,
-        "token_endpoint_auth_methods_supported": ["none"],
+        "introspection_endpoint": f"{s.issuer}/oauth/introspect",
+        "introspection_endpoint_auth_methods_supported": [
+            "client_secret_basic",
+            "client_secret_post",
+        ],
         "access_token_signing_alg_values_supported": [s.jwt_algorithm],
         "claims_supported": [
             "iss",
