@@ -1,0 +1,1 @@
+"""Services built on the mfa_verify library."""

@@ -1,0 +1,1 @@
+"""A downstream service that demands recent TOTP for withdrawals."""
