@@ -135,12 +135,16 @@ class JWKSCache:
             key = self._keys.get(kid)
             if key is not None:
                 return key
-            if self._recent(now, self._refetch_interval):
-                if self._failed:
-                    raise JWKSUnavailable("the issuer's key set could not be fetched")
-                return None  # refetched moments ago: a forged token or another issuer's
-        elif self._failed and self._recent(now, ERROR_BACKOFF_SECONDS):
-            raise JWKSUnavailable("the issuer's key set could not be fetched")
+        # With a fetch in flight, wait for it: it may bring this kid (a rotation's first
+        # tokens arrive together). Otherwise ask the issuer only if the last attempt is old
+        # enough: refetch interval for an unknown kid, error backoff after a failure.
+        if not self._lock.locked() and (
+            (fresh and self._recent(now, self._refetch_interval))
+            or (not fresh and self._failed and self._recent(now, ERROR_BACKOFF_SECONDS))
+        ):
+            if self._failed:
+                raise JWKSUnavailable("the issuer's key set could not be fetched")
+            return None  # refetched moments ago: a forged token or another issuer's
         await self.refresh()
         return self._keys.get(kid)
 
