@@ -10,10 +10,12 @@ import uuid
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import httpx
 import jwt
+import mfa_verify
 from cryptography.hazmat.primitives.asymmetric import ec
 from fastapi import FastAPI
 from mfa_verify import Verifier
@@ -33,6 +35,29 @@ from tests.support import (
 )
 
 JWKS_PATH = "/.well-known/jwks.json"
+VERIFIER_SOURCE = Path(__file__).resolve().parents[2] / "verifier" / "src" / "mfa_verify"
+
+
+def check_installed_verifier() -> None:
+    """`pip install -e '.[dev]'` installs a copy of verifier/ (pip cannot make a dependency
+    editable): refuse to test a copy older than the working tree."""
+    installed = Path(mfa_verify.__file__).resolve().parent
+    if installed == VERIFIER_SOURCE:
+        return
+    stale = sorted(
+        source.name
+        for source in VERIFIER_SOURCE.glob("*.py")
+        if not (installed / source.name).is_file()
+        or (installed / source.name).read_bytes() != source.read_bytes()
+    )
+    if stale:
+        raise RuntimeError(
+            f"the installed mfa_verify ({installed}) is not verifier/src ({', '.join(stale)} "
+            "differ): run  pip install -e ./verifier  (editable, then it always is)"
+        )
+
+
+check_installed_verifier()
 
 
 class CountingTransport(httpx.AsyncBaseTransport):
