@@ -132,7 +132,7 @@ def problem_for(error: InvalidToken | InsufficientAuthentication | JWKSUnavailab
             401,
             "insufficient_user_authentication",
             "Insufficient user authentication",
-            f"{description}. Prove a second factor again (mfa-service: POST /mfa/step-up) "
+            f"{description}: prove it at the token issuer (mfa-service: POST /mfa/step-up) "
             "and retry with the new access token.",
             {"WWW-Authenticate": ", ".join(challenge)},
             extra,
