@@ -7,9 +7,11 @@ import secrets
 import uuid
 from datetime import datetime, timedelta
 
+from sqlalchemy import insert
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 from mfa_service.audit import service as audit
+from mfa_service.base import new_id
 from mfa_service.challenges import store as challenges
 from mfa_service.clock import now
 from mfa_service.errors import InvalidRefreshToken, InvalidToken
@@ -19,6 +21,9 @@ from mfa_service.sessions import repository
 from mfa_service.sessions.models import RefreshToken, Session
 from mfa_service.sessions.schemas import TokenResponse
 from mfa_service.tokens.access import AccessClaims, mint_access_token, verify_access_token
+
+SESSIONS = Session.__table__  # type: ignore[attr-defined]
+REFRESH_TOKENS = RefreshToken.__table__  # type: ignore[attr-defined]
 
 
 def hash_token(token: str) -> str:
@@ -50,33 +55,51 @@ async def start_session(
     amr: list[str],
     auth_time: datetime | None = None,
 ) -> TokenResponse:
+    # Core inserts, not ORM objects: every login and challenge ends here (see bench/).
     at = now(svc.clock)
-    session = Session(
-        user_id=user_id,
-        created_at=at,
-        auth_time=auth_time or at,
-        amr=" ".join(amr),
-        last_refreshed_at=at,
-        expires_at=at + timedelta(seconds=svc.settings.session_max_age),
+    session_id = new_id()
+    auth_time = auth_time or at
+    conn = await db.connection()
+    await conn.execute(
+        insert(SESSIONS).values(
+            id=session_id,
+            user_id=user_id,
+            created_at=at,
+            auth_time=auth_time,
+            amr=" ".join(amr),
+            last_refreshed_at=at,
+            expires_at=at + timedelta(seconds=svc.settings.session_max_age),
+        )
     )
-    db.add(session)
-    await db.flush()  # no ORM relationship orders the inserts: the session row goes first
-    return await _issue(db, svc, session, at)
+    return await _issue(db, svc, session_id, user_id, auth_time, amr, at)
 
 
-async def _issue(db: AsyncSession, svc: Services, session: Session, at: datetime) -> TokenResponse:
+async def _issue(
+    db: AsyncSession,
+    svc: Services,
+    session_id: uuid.UUID,
+    user_id: uuid.UUID,
+    auth_time: datetime,
+    amr: list[str],
+    at: datetime,
+) -> TokenResponse:
+    """A new refresh token for the session, and an access token."""
     refresh_token = secrets.token_urlsafe(32)
-    db.add(RefreshToken(session_id=session.id, token_hash=hash_token(refresh_token), created_at=at))
+    conn = await db.connection()
+    await conn.execute(
+        insert(REFRESH_TOKENS).values(
+            id=new_id(), session_id=session_id, token_hash=hash_token(refresh_token), created_at=at
+        )
+    )
     access_token, _ = mint_access_token(
         await svc.keys.ring(),
         svc.settings,
         svc.clock,
-        user_id=session.user_id,
-        session_id=session.id,
-        auth_time=session.auth_time,
-        amr=session.amr.split(),
+        user_id=user_id,
+        session_id=session_id,
+        auth_time=auth_time,
+        amr=amr,
     )
-    await db.flush()
     return TokenResponse(
         access_token=access_token,
         expires_in=svc.settings.access_token_ttl,
@@ -105,7 +128,10 @@ async def refresh(
         raise InvalidRefreshToken()
     session.last_refreshed_at = at
     db.add(session)
-    return await _issue(db, svc, session, at)
+    await db.flush()  # the session row's changes land before its new refresh token
+    return await _issue(
+        db, svc, session.id, session.user_id, session.auth_time, session.amr.split(), at
+    )
 
 
 async def logout(
@@ -142,7 +168,10 @@ async def step_up(
     db.add(session)
     # The refresh token handed out before now belongs to the weaker state: retire it.
     await repository.retire_unused_tokens(db, session.id, at)
-    return await _issue(db, svc, session, at)
+    await db.flush()  # the session row's changes land before its new refresh token
+    return await _issue(
+        db, svc, session.id, session.user_id, session.auth_time, session.amr.split(), at
+    )
 
 
 async def sign_out_elsewhere(

@@ -1,14 +1,32 @@
-"""Queries on TOTP credentials."""
+"""Queries on TOTP credentials.
+
+The two a challenge runs (`get_confirmed`, `consume_step`) are SQLAlchemy Core on the request's
+connection: no identity map, no unit of work, no ORM bulk-update synchronisation. They are
+the hot path (see bench/).
+"""
 
 from __future__ import annotations
 
 import uuid
+from dataclasses import dataclass
 
+import sqlalchemy as sa
 from sqlalchemy import delete, or_, update
 from sqlmodel import col, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 from mfa_service.factors.totp.models import TotpCredential
+
+TOTP = TotpCredential.__table__  # type: ignore[attr-defined]
+
+
+@dataclass(frozen=True)
+class ConfirmedTotp:
+    id: uuid.UUID
+    user_id: uuid.UUID
+    secret: bytes
+    data_key_id: str
+    last_used_step: int | None
 
 
 async def get(db: AsyncSession, user_id: uuid.UUID) -> TotpCredential | None:
@@ -16,17 +34,27 @@ async def get(db: AsyncSession, user_id: uuid.UUID) -> TotpCredential | None:
     return (await db.exec(query)).first()
 
 
+async def get_confirmed(db: AsyncSession, user_id: uuid.UUID) -> ConfirmedTotp | None:
+    conn = await db.connection()
+    row = (
+        await conn.execute(
+            sa.select(
+                TOTP.c.id, TOTP.c.user_id, TOTP.c.secret, TOTP.c.data_key_id, TOTP.c.last_used_step
+            ).where(TOTP.c.user_id == user_id, TOTP.c.confirmed_at.is_not(None))
+        )
+    ).first()
+    return None if row is None else ConfirmedTotp(*row)
+
+
 async def consume_step(db: AsyncSession, credential_id: uuid.UUID, step: int) -> bool:
     """Move `last_used_step` forward; only one of two racing requests sees a row updated."""
-    result = await db.exec(
-        update(TotpCredential)
+    conn = await db.connection()
+    result = await conn.execute(
+        update(TOTP)
         .where(
-            col(TotpCredential.id) == credential_id,
-            col(TotpCredential.confirmed_at).is_not(None),
-            or_(
-                col(TotpCredential.last_used_step).is_(None),
-                col(TotpCredential.last_used_step) < step,
-            ),
+            TOTP.c.id == credential_id,
+            TOTP.c.confirmed_at.is_not(None),
+            or_(TOTP.c.last_used_step.is_(None), TOTP.c.last_used_step < step),
         )
         .values(last_used_step=step)
     )

@@ -18,7 +18,7 @@ def _context(user_id: uuid.UUID) -> bytes:
     return f"totp-secret:{user_id}".encode()
 
 
-def _secret(svc: Services, credential: TotpCredential) -> str:
+def _secret(svc: Services, credential: TotpCredential | repository.ConfirmedTotp) -> str:
     sealed = credential.secret
     plain = svc.box.open(
         sealed, key_id=credential.data_key_id, context=_context(credential.user_id)
@@ -80,8 +80,8 @@ class TotpFactor:
     async def verify(
         self, db: AsyncSession, svc: Services, user_id: uuid.UUID, submitted: str
     ) -> Verdict:
-        credential = await repository.get(db, user_id)
-        if credential is None or credential.confirmed_at is None:
+        credential = await repository.get_confirmed(db, user_id)
+        if credential is None:
             return Verdict.WRONG
         step = otp.matching_step(_secret(svc, credential), submitted, svc.clock.time())
         if step is None:
