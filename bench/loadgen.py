@@ -1,0 +1,225 @@
+"""The load generator: wrk (C, event-driven) driven by two small Lua scripts.
+
+`replay.lua` sends prepared JSON bodies (one per line of a file; each exactly once, or round and
+round for a fixed time), counts every non-2xx answer by status, and can capture the
+`challenge_token` of each answer. `get.lua` is a plain GET, optionally paced (the /healthz
+probe). Both print one `WRK_RESULT {json}` line, parsed here.
+"""
+
+from __future__ import annotations
+
+import json
+import signal
+import subprocess
+import threading
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from queue import Empty, Queue
+from typing import IO, Any
+
+HERE = Path(__file__).resolve().parent
+REPLAY = HERE / "replay.lua"
+GET = HERE / "get.lua"
+THREADS = 2
+CONNECTIONS = 64
+# Per request, not per run: a login waits for argon2 behind 63 others.
+TIMEOUT = "30s"
+
+
+class LoadgenError(RuntimeError):
+    pass
+
+
+@dataclass
+class WrkResult:
+    requests: int
+    seconds: float
+    non2xx: int
+    statuses: dict[str, int]
+    errors: dict[str, int]
+    latency_ms: dict[str, float]
+    complete: bool = True
+    unanswered: int = 0
+    raw: dict[str, Any] = field(default_factory=dict, repr=False)
+
+    @property
+    def rps(self) -> float:
+        return self.requests / self.seconds if self.seconds else 0.0
+
+    def summary(self) -> dict[str, Any]:
+        return {
+            "requests": self.requests,
+            "seconds": round(self.seconds, 3),
+            "rps": round(self.rps, 1),
+            "latency_ms": self.latency_ms,
+            "non2xx": self.non2xx,
+            "statuses": self.statuses,
+            "socket_errors": self.errors,
+            "complete": self.complete,
+            "unanswered": self.unanswered,
+        }
+
+
+def write_bodies(path: Path, bodies: list[dict[str, str]]) -> Path:
+    path.write_text("".join(json.dumps(b, separators=(",", ":")) + "\n" for b in bodies))
+    return path
+
+
+def _parse(lines: list[str]) -> WrkResult:
+    for line in lines:
+        if line.startswith("WRK_RESULT "):
+            raw: dict[str, Any] = json.loads(line.removeprefix("WRK_RESULT "))
+            break
+    else:
+        raise LoadgenError("wrk printed no result:\n" + "".join(lines)[-2000:])
+    statuses: dict[str, int] = {}
+    for per_thread in raw["statuses_by_thread"]:
+        for code, n in per_thread.items():
+            statuses[code] = statuses.get(code, 0) + n
+    latency = {k: round(v / 1000, 2) for k, v in raw["latency_us"].items()}
+    return WrkResult(
+        requests=raw["requests"],
+        seconds=raw["duration_us"] / 1e6,
+        non2xx=raw["non2xx"],
+        statuses=statuses,
+        errors=raw["errors"],
+        latency_ms=latency,
+        raw=raw,
+    )
+
+
+def _wrk(url: str, script: Path, limit_s: float, threads: int, connections: int) -> list[str]:
+    return [
+        "wrk",
+        f"-t{threads}",
+        f"-c{connections}",
+        f"-d{max(1, round(limit_s))}s",
+        f"--timeout={TIMEOUT}",
+        "-s",
+        str(script),
+        url,
+        "--",
+    ]
+
+
+def replay_once(
+    base_url: str,
+    path: str,
+    bodies: Path,
+    *,
+    limit_s: float,
+    capture: Path | None = None,
+    connections: int = CONNECTIONS,
+    threads: int = THREADS,
+    stall_s: float = 30.0,
+) -> WrkResult:
+    """Send every body once at fixed concurrency; returns when the last answer is in (or when
+    no answer came for `stall_s`: requests the server never answered are `unanswered`)."""
+    cmd = _wrk(base_url, REPLAY, limit_s, threads, connections)
+    cmd += [str(bodies), path, "once", str(threads)]
+    if capture is not None:
+        cmd.append(str(capture))
+    lines: list[str] = []
+    finished = 0
+    stalled_for = 0.0
+    with subprocess.Popen(cmd, stdout=subprocess.PIPE, text=True) as proc:
+        assert proc.stdout is not None
+        queue: Queue[str | None] = Queue()
+        threading.Thread(target=_pump, args=(proc.stdout, queue), daemon=True).start()
+        signalled = False
+        last = time.monotonic()
+        try:
+            while (line := _next_line(queue)) is not None:
+                if line == "":  # nothing for a second
+                    if not signalled and time.monotonic() - last > stall_s:
+                        stalled_for = time.monotonic() - last
+                        proc.send_signal(signal.SIGINT)
+                        signalled = True
+                    continue
+                last = time.monotonic()
+                if line.startswith("WRK_PROGRESS"):
+                    continue
+                lines.append(line)
+                if line.startswith("WRK_THREAD_DONE"):
+                    finished += 1
+                    if finished == threads and not signalled:
+                        # wrk's main thread sleeps for the whole -d; SIGINT ends the sleep, and
+                        # wrk reports (duration = the real run time) as after Ctrl-C.
+                        proc.send_signal(signal.SIGINT)
+                        signalled = True
+        except BaseException:
+            proc.kill()
+            raise
+    if proc.returncode != 0:
+        raise LoadgenError(f"wrk exited with {proc.returncode}:\n" + "".join(lines)[-2000:])
+    result = _parse(lines)
+    result.complete = finished == threads
+    result.unanswered = sum(1 for _ in bodies.open()) - result.requests
+    if stalled_for:  # the wait for answers that never came is no run time
+        result.seconds = max(result.seconds - stalled_for, 1e-3)
+    return result
+
+
+def _pump(stream: IO[str], queue: Queue[str | None]) -> None:
+    for line in stream:
+        queue.put(line)
+    queue.put(None)
+
+
+def _next_line(queue: Queue[str | None]) -> str | None:
+    """The next line; "" after a second without one; None at the end."""
+    try:
+        return queue.get(timeout=1.0)
+    except Empty:
+        return ""
+
+
+def replay_for(
+    base_url: str,
+    path: str,
+    bodies: Path,
+    *,
+    seconds: float,
+    connections: int = CONNECTIONS,
+    threads: int = THREADS,
+) -> WrkResult:
+    """Send the bodies round and round for a fixed time."""
+    cmd = _wrk(base_url, REPLAY, seconds, threads, connections)
+    cmd += [str(bodies), path, "cycle", str(threads)]
+    return _run(cmd)
+
+
+def get_for(
+    url: str, *, seconds: float, connections: int = CONNECTIONS, threads: int = THREADS
+) -> WrkResult:
+    """Plain wrk GET (no response() callback) for a fixed time."""
+    return _run(_wrk(url, GET, seconds, threads, connections))
+
+
+def _run(cmd: list[str]) -> WrkResult:
+    done = subprocess.run(cmd, capture_output=True, text=True, check=False)
+    if done.returncode != 0:
+        raise LoadgenError(f"wrk exited with {done.returncode}: {done.stderr[-2000:]}")
+    return _parse(done.stdout.splitlines(keepends=True))
+
+
+class Probe:
+    """A paced GET running alongside another load until stopped (the /healthz probe)."""
+
+    def __init__(self, url: str, interval_ms: int, connections: int = 2) -> None:
+        cmd = _wrk(url, GET, 3600, 1, connections) + [str(interval_ms)]
+        self._proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, text=True)
+
+    def running(self) -> bool:
+        return self._proc.poll() is None
+
+    def stop(self) -> WrkResult:
+        self._proc.send_signal(signal.SIGINT)
+        out, _ = self._proc.communicate(timeout=30)
+        return _parse(out.splitlines(keepends=True))
+
+    def kill(self) -> None:
+        if self._proc.poll() is None:
+            self._proc.kill()
+            self._proc.wait()

@@ -1,0 +1,628 @@
+"""`python -m bench`: the whole benchmark of issue #5, one command (see bench/README.md).
+
+For each configuration (PostgreSQL or SQLite; 1 or 2 uvicorn workers; always real Redis):
+a fresh database seeded with N users who have TOTP enabled, the service started with uvicorn,
+then, at concurrency 64 with wrk, each after a warm-up:
+
+  login      every user logs in once (correct password: 200 + challenge token, captured),
+             while a paced probe measures /healthz;
+  challenge  every user answers its challenge once with a valid TOTP code;
+  floor      bench/floor.py: the same bodies, only the I/O a challenge cannot avoid;
+  census     (1 worker) a few sequential logins and challenges through counting proxies:
+             Redis commands and round trips, SQL statements, round trips, transactions.
+
+Results: bench/results/latest.json and latest.md (printed at the end).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import json
+import os
+import shutil
+import signal
+import statistics
+import sys
+import tempfile
+import time
+import urllib.error
+import urllib.parse
+import urllib.request
+from collections.abc import Iterator
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from types import FrameType
+from typing import Any
+
+import asyncpg
+import pyotp
+import redis
+
+from bench import baselines, loadgen, report, seed
+from bench.servers import ROOT, Server, free_port
+from bench.wirecount import CountingProxy, PostgresParser, RedisParser, Tally
+from mfa_service.config import Settings
+from mfa_service.factors.totp import otp
+from mfa_service.secretbox import generate_data_key
+
+# PostgreSQL backends report their statistics when idle, at most every 10 s
+# (PGSTAT_IDLE_INTERVAL): deltas of pg_stat_database are taken that long after a run.
+PG_STATS_SETTLE_S = 11.0
+# The service's defaults (config.py), stated so a changed default shows in the results.
+ARGON2 = {"memory_kib": 19456, "time_cost": 2, "parallelism": 1}
+# Lua scripts of the service, named in the census (sha1 of the text → name); optional.
+SCRIPTS = [
+    ("mfa_service.factors.throttle", "BEGIN", "throttle.begin"),
+    ("mfa_service.factors.throttle", "FINISH", "throttle.finish"),
+    ("mfa_service.limits.login", "CHECK", "login.check"),
+    ("mfa_service.limits.login", "ADD", "login.add"),
+    ("mfa_service.challenges.store", "CREATE", "challenge.create"),
+]
+
+
+def log(message: str) -> None:
+    sys.stderr.write(f"[{datetime.now().strftime('%H:%M:%S')}] {message}\n")
+    sys.stderr.flush()
+
+
+@dataclass(frozen=True)
+class Options:
+    users: int
+    backends: list[str]
+    workers: list[int]
+    warmup_fraction: float
+    floor_seconds: float
+    floor_warmup_seconds: float
+    trivial_seconds: float
+    argon2_seconds: float
+    census: int
+    verify_seconds: float
+    redis_url: str
+    admin_dsn: str
+    database: str
+    out: Path
+    quick: bool
+
+
+def parse_args(argv: list[str] | None) -> Options:
+    p = argparse.ArgumentParser(prog="python -m bench", description=__doc__.split("\n")[0])
+    p.add_argument("--users", type=int, help="users seeded and measured (default 5000)")
+    p.add_argument("--quick", action="store_true", help="N=1000, short runs, PostgreSQL 1 worker")
+    p.add_argument("--backends", help="comma-separated: postgres,sqlite (default both)")
+    p.add_argument("--workers", help="comma-separated worker counts (default 1,2)")
+    p.add_argument("--census", type=int, help="sequential requests through the counters (20)")
+    p.add_argument("--redis-url", default="redis://127.0.0.1:6379/0")
+    p.add_argument(
+        "--admin-dsn",
+        default="postgresql://postgres@127.0.0.1:5432/test",
+        help="an existing database to connect to for CREATE/DROP DATABASE",
+    )
+    p.add_argument("--database", default="mfa_bench", help="the PostgreSQL database to (re)create")
+    p.add_argument("--out", type=Path, default=ROOT / "bench" / "results")
+    a = p.parse_args(argv)
+    quick = bool(a.quick)
+    users = a.users or (1000 if quick else 5000)
+    if users < 100:
+        p.error("--users must be at least 100")
+    return Options(
+        users=users,
+        backends=(a.backends or ("postgres" if quick else "postgres,sqlite")).split(","),
+        workers=[int(w) for w in (a.workers or ("1" if quick else "1,2")).split(",")],
+        warmup_fraction=0.1,
+        floor_seconds=3.0 if quick else 10.0,
+        floor_warmup_seconds=1.0 if quick else 3.0,
+        trivial_seconds=2.0 if quick else 3.0,
+        argon2_seconds=2.0 if quick else 5.0,
+        census=a.census if a.census is not None else (8 if quick else 20),
+        verify_seconds=1.0 if quick else 2.0,
+        redis_url=a.redis_url,
+        admin_dsn=a.admin_dsn,
+        database=a.database,
+        out=a.out,
+        quick=quick,
+    )
+
+
+class Bench:
+    def __init__(self, opts: Options, workdir: Path) -> None:
+        self.opts = opts
+        self.workdir = workdir
+        self.prefix = f"mfa-bench-{os.getpid()}:"
+        self.data_key = generate_data_key()
+        self.redis = redis.Redis.from_url(opts.redis_url)
+        admin = urllib.parse.urlsplit(opts.admin_dsn)
+        self.pg_host, self.pg_port = admin.hostname or "127.0.0.1", admin.port or 5432
+        self.pg_user = admin.username or "postgres"
+        self.scripts = _script_names()
+
+    # -- storage ----------------------------------------------------------------------------
+
+    def pg_dsn(self, host: str | None = None, port: int | None = None) -> str:
+        return (
+            f"postgresql://{self.pg_user}@{host or self.pg_host}:{port or self.pg_port}"
+            f"/{self.opts.database}"
+        )
+
+    def sqlite_path(self) -> Path:
+        return self.workdir / "mfa.db"
+
+    def service_database_url(self, backend: str, pg_port: int | None = None) -> str:
+        if backend == "postgres":
+            return self.pg_dsn(port=pg_port).replace("postgresql://", "postgresql+asyncpg://")
+        return f"sqlite+aiosqlite:///{self.sqlite_path()}"
+
+    def fresh_database(self, backend: str) -> None:
+        if backend == "postgres":
+            asyncio.run(seed.recreate_postgres(self.opts.admin_dsn, self.opts.database))
+        else:
+            for suffix in ("", "-wal", "-shm"):
+                Path(f"{self.sqlite_path()}{suffix}").unlink(missing_ok=True)
+
+    def drop_database(self, backend: str) -> None:
+        if backend == "postgres":
+            asyncio.run(seed.drop_postgres(self.opts.admin_dsn, self.opts.database))
+        else:
+            for suffix in ("", "-wal", "-shm"):
+                Path(f"{self.sqlite_path()}{suffix}").unlink(missing_ok=True)
+
+    def delete_redis_keys(self) -> int:
+        deleted = 0
+        batch: list[bytes] = []
+        for key in self.redis.scan_iter(match=f"{self.prefix}*", count=1000):
+            batch.append(key)
+            if len(batch) >= 1000:
+                deleted += int(self.redis.unlink(*batch))
+                batch = []
+        if batch:
+            deleted += int(self.redis.unlink(*batch))
+        return deleted
+
+    def redis_url(self, port: int | None = None) -> str:
+        if port is None:
+            return self.opts.redis_url
+        parts = urllib.parse.urlsplit(self.opts.redis_url)
+        return urllib.parse.urlunsplit(parts._replace(netloc=f"127.0.0.1:{port}"))
+
+    # -- processes --------------------------------------------------------------------------
+
+    def service_env(self, database_url: str, redis_url: str, port: int) -> dict[str, str]:
+        env = {k: v for k, v in os.environ.items() if not k.startswith("MFA_")}
+        env.update(
+            MFA_ENV="development",
+            MFA_DATA_KEY=self.data_key,
+            MFA_DATA_DIR=str(self.workdir / "data"),
+            MFA_DATABASE_URL=database_url,
+            MFA_REDIS_URL=redis_url,
+            MFA_REDIS_PREFIX=self.prefix,
+            MFA_ISSUER=f"http://127.0.0.1:{port}",
+            MFA_ARGON2_MEMORY_KIB=str(ARGON2["memory_kib"]),
+            MFA_ARGON2_TIME_COST=str(ARGON2["time_cost"]),
+            MFA_ARGON2_PARALLELISM=str(ARGON2["parallelism"]),
+        )
+        return env
+
+    def settings(self, backend: str) -> Settings:
+        return Settings(
+            env="development",
+            data_key=self.data_key,
+            data_dir=self.workdir / "data",
+            database_url=self.service_database_url(backend),
+            redis_url=self.opts.redis_url,
+            redis_prefix=self.prefix,
+            argon2_memory_kib=ARGON2["memory_kib"],
+            argon2_time_cost=ARGON2["time_cost"],
+            argon2_parallelism=ARGON2["parallelism"],
+        )
+
+    def start_service(
+        self,
+        backend: str,
+        workers: int,
+        label: str,
+        pg_port: int | None = None,
+        redis_port: int | None = None,
+    ) -> Server:
+        port = free_port()
+        env = self.service_env(
+            self.service_database_url(backend, pg_port), self.redis_url(redis_port), port
+        )
+        return Server(
+            "mfa_service.app:create_app",
+            port=port,
+            workers=workers,
+            env=env,
+            log=self.workdir / f"{label}.log",
+            health_path="/healthz",
+        )
+
+    def start_floor(self, backend: str, workers: int, label: str) -> Server:
+        database = self.pg_dsn() if backend == "postgres" else str(self.sqlite_path())
+        env = dict(os.environ)
+        env.update(
+            BENCH_FLOOR_DATABASE=database,
+            BENCH_FLOOR_REDIS_URL=self.opts.redis_url,
+            BENCH_FLOOR_REDIS_PREFIX=self.prefix,
+        )
+        return Server(
+            "bench.floor:create_app",
+            port=free_port(),
+            workers=workers,
+            env=env,
+            log=self.workdir / f"{label}.log",
+            health_path="/noop",
+        )
+
+    # -- one configuration ------------------------------------------------------------------
+
+    def run_config(self, backend: str, workers: int) -> dict[str, Any]:
+        opts = self.opts
+        label = f"{backend}-{workers}w"
+        result: dict[str, Any] = {"backend": backend, "workers": workers}
+        log(f"== {backend}, {workers} worker(s): seeding {opts.users} + {opts.census} users")
+        self.fresh_database(backend)
+        t0 = time.perf_counter()
+        users = asyncio.run(seed.seed(self.settings(backend), opts.users + opts.census))
+        result["seed_seconds"] = round(time.perf_counter() - t0, 2)
+        measured, census_users = users[: opts.users], users[opts.users :]
+        warm = max(50, int(opts.users * opts.warmup_fraction))
+        files = self.workdir / label
+        files.mkdir(exist_ok=True)
+
+        with contextlib.ExitStack() as stack:
+            service = self.start_service(backend, workers, f"{label}-service")
+            stack.callback(service.stop)
+            log(f"service up at {service.url} (pids {service.worker_pids()})")
+            result["rss_after_start_mb"] = service.memory_mb("VmRSS")
+            result["healthz_plain"] = loadgen.get_for(
+                service.url + "/healthz", seconds=opts.trivial_seconds
+            ).summary()
+
+            tokens, result["login"], result["healthz_under_login"] = self.logins(
+                service, measured, warm, files
+            )
+            result["challenge"], result["challenge_stats"] = self.challenges(
+                service, backend, measured, tokens, warm, files
+            )
+            result["peak_rss_mb"] = service.memory_mb("VmHWM")
+            service.stop()
+
+        with contextlib.ExitStack() as stack:
+            floor = self.start_floor(backend, workers, f"{label}-floor")
+            stack.callback(floor.stop)
+            log(f"floor up at {floor.url}")
+            bodies = files / "challenge-measured.txt"
+            loadgen.replay_for(floor.url, "/floor", bodies, seconds=opts.floor_warmup_seconds)
+            result["floor"] = loadgen.replay_for(
+                floor.url, "/floor", bodies, seconds=opts.floor_seconds
+            ).summary()
+            log(f"floor: {result['floor']['rps']} req/s")
+            # The load generator's own ceiling on this machine: a reply without any I/O, with
+            # the same Lua script (response() callback included) and with plain wrk.
+            result["loadgen_check"] = {
+                "noop_replay_lua": loadgen.replay_for(
+                    floor.url, "/noop", bodies, seconds=opts.trivial_seconds
+                ).summary(),
+                "noop_plain_wrk": loadgen.get_for(
+                    floor.url + "/noop", seconds=opts.trivial_seconds
+                ).summary(),
+            }
+            floor.stop()
+
+        if workers == 1 and len(census_users) >= 3:
+            result["census"], result["jwt_verifications"] = self.census(backend, census_users)
+        self.drop_database(backend)
+        self.delete_redis_keys()
+        return result
+
+    def logins(
+        self, service: Server, users: list[seed.User], warm: int, files: Path
+    ) -> tuple[dict[str, str], dict[str, Any], dict[str, Any]]:
+        bodies = [{"email": u.email, "password": seed.PASSWORD} for u in users]
+        warm_file = loadgen.write_bodies(files / "login-warmup.txt", bodies[:warm])
+        measured_file = loadgen.write_bodies(files / "login-measured.txt", bodies[warm:])
+        limit = 60 + len(users) / 5  # an upper bound only: the run ends with its last answer
+        log(f"login warm-up: {warm} logins")
+        loadgen.replay_once(
+            service.url, "/auth/login", warm_file, limit_s=limit, capture=files / "tokens-warmup"
+        )
+        log(f"login: {len(users) - warm} logins, /healthz probe alongside")
+        probe = loadgen.Probe(service.url + "/healthz", interval_ms=20)
+        try:
+            login = loadgen.replay_once(
+                service.url,
+                "/auth/login",
+                measured_file,
+                limit_s=limit,
+                capture=files / "tokens-measured",
+            )
+        finally:
+            healthz = probe.stop() if probe.running() else None
+            probe.kill()
+        log(f"login: {login.rps:.1f} req/s, p99 {login.latency_ms['p99']} ms")
+        tokens: dict[str, str] = {}
+        for capture in files.glob("tokens-*.*"):
+            for token in capture.read_text().split():
+                # The token starts with the user's id (challenges/store.py).
+                tokens[token.partition(".")[0]] = token
+        return tokens, login.summary(), healthz.summary() if healthz else {}
+
+    def challenges(
+        self,
+        service: Server,
+        backend: str,
+        users: list[seed.User],
+        tokens: dict[str, str],
+        warm: int,
+        files: Path,
+    ) -> tuple[dict[str, Any], dict[str, Any]]:
+        missing = [u for u in users if u.id.hex not in tokens]
+        if missing:
+            log(f"WARNING: no challenge token for {len(missing)} users (login failed?)")
+        ready = [u for u in users if u.id.hex in tokens]
+        warm_users, measured_users = ready[:warm], ready[warm:]
+        limit = 60 + len(users) / 20
+        log(f"challenge warm-up: {len(warm_users)} challenges")
+        warm_file = write_challenges(files / "challenge-warmup.txt", warm_users, tokens)
+        loadgen.replay_once(service.url, "/mfa/challenge", warm_file, limit_s=limit)
+        if backend == "postgres":
+            time.sleep(PG_STATS_SETTLE_S)
+        before = self.server_stats(backend)
+        measured_file = write_challenges(files / "challenge-measured.txt", measured_users, tokens)
+        log(f"challenge: {len(measured_users)} challenges")
+        challenge = loadgen.replay_once(service.url, "/mfa/challenge", measured_file, limit_s=limit)
+        log(f"challenge: {challenge.rps:.1f} req/s, p99 {challenge.latency_ms['p99']} ms")
+        if backend == "postgres":
+            time.sleep(PG_STATS_SETTLE_S)
+        after = self.server_stats(backend)
+        return challenge.summary(), stats_delta(before, after, challenge.requests)
+
+    def server_stats(self, backend: str) -> dict[str, Any]:
+        """Redis INFO commandstats (server-wide) and, on PostgreSQL, the bench database's
+        counters in pg_stat_database."""
+        commands = {
+            name.removeprefix("cmdstat_"): int(value["calls"])
+            for name, value in self.redis.info("commandstats").items()
+        }
+        stats: dict[str, Any] = {"redis": commands}
+        if backend == "postgres":
+            stats["pg"] = asyncio.run(pg_database_stats(self.opts.admin_dsn, self.opts.database))
+        return stats
+
+    def census(self, backend: str, users: list[seed.User]) -> tuple[dict[str, Any], dict[str, Any]]:
+        """Round trips per login and challenge; then, with the last access token, the JWT
+        verification hook (against this service's JWKS)."""
+        log(f"census: {len(users) - 2} logins and challenges through counting proxies")
+        redis_parts = urllib.parse.urlsplit(self.opts.redis_url)
+        redis_proxy = CountingProxy(
+            redis_parts.hostname or "127.0.0.1",
+            redis_parts.port or 6379,
+            lambda tally: RedisParser(tally, self.scripts),
+        )
+        pg_proxy = CountingProxy(self.pg_host, self.pg_port, PostgresParser)
+        with contextlib.ExitStack() as stack:
+            redis_port = redis_proxy.start()
+            stack.callback(redis_proxy.stop)
+            pg_port = None
+            if backend == "postgres":
+                pg_port = pg_proxy.start()
+                stack.callback(pg_proxy.stop)
+            service = self.start_service(
+                backend, 1, f"{backend}-census", pg_port=pg_port, redis_port=redis_port
+            )
+            stack.callback(service.stop)
+            tallies = {"redis": redis_proxy.tally}
+            if pg_port is not None:
+                tallies["db"] = pg_proxy.tally
+            samples: dict[str, list[dict[str, Any]]] = {"login": [], "challenge": []}
+            token = None
+            for i, user in enumerate(users):
+                counted = i >= 2  # the first two open connections and prepare statements
+                with counting(tallies) as login:
+                    status, body = post_json(
+                        service.url + "/auth/login",
+                        {"email": user.email, "password": seed.PASSWORD},
+                    )
+                if status != 200:
+                    raise RuntimeError(f"census login answered {status}: {body}")
+                with counting(tallies) as challenge:
+                    status, body = post_json(
+                        service.url + "/mfa/challenge",
+                        {"challenge_token": body["challenge_token"], "code": code_for(user)},
+                    )
+                if status != 200:
+                    raise RuntimeError(f"census challenge answered {status}: {body}")
+                token = body["access_token"]
+                if counted:
+                    samples["login"].append(login)
+                    samples["challenge"].append(challenge)
+            assert token is not None
+            verifications = baselines.jwt_verifications(
+                service.url, "mfa-service", token, self.opts.verify_seconds
+            )
+        census = {kind: summarise_census(runs) for kind, runs in samples.items()}
+        census["requests_each"] = len(samples["challenge"])
+        census["database_counted"] = backend == "postgres"
+        return census, verifications
+
+
+def write_challenges(path: Path, users: list[seed.User], tokens: dict[str, str]) -> Path:
+    bodies = [{"challenge_token": tokens[u.id.hex], "code": code_for(u)} for u in users]
+    return loadgen.write_bodies(path, bodies)
+
+
+def code_for(user: seed.User) -> str:
+    """The code of the *next* 30 s step: the service accepts ±1 step, so it stays valid for
+    60 to 90 s from now (the current step's code might expire within a second)."""
+    step = otp.time_step(time.time()) + 1
+    return str(pyotp.TOTP(user.secret, digits=otp.DIGITS, interval=otp.PERIOD).generate_otp(step))
+
+
+def post_json(url: str, body: dict[str, str]) -> tuple[int, dict[str, Any]]:
+    request = urllib.request.Request(
+        url, data=json.dumps(body).encode(), headers={"Content-Type": "application/json"}
+    )
+    try:
+        with urllib.request.urlopen(request, timeout=30) as answer:
+            return answer.status, json.loads(answer.read())
+    except urllib.error.HTTPError as exc:
+        return exc.code, json.loads(exc.read() or b"{}")
+
+
+@contextlib.contextmanager
+def counting(tallies: dict[str, Tally]) -> Iterator[dict[str, Any]]:
+    """What each proxy saw during the block (plus a moment for the last bytes in flight)."""
+    marks = {name: tally.mark() for name, tally in tallies.items()}
+    seen: dict[str, Any] = {}
+    yield seen
+    time.sleep(0.05)
+    for name, tally in tallies.items():
+        round_trips, events = tally.since(marks[name])
+        seen[name] = {"round_trips": round_trips, "events": events}
+
+
+def summarise_census(runs: list[dict[str, Any]]) -> dict[str, Any]:
+    """Medians over the sequential requests, and the events of one typical request."""
+
+    def median(values: list[int]) -> float:
+        return float(statistics.median(values)) if values else 0.0
+
+    out: dict[str, Any] = {}
+    redis_runs = [r["redis"] for r in runs]
+    out["redis_commands"] = median([len(r["events"]) for r in redis_runs])
+    out["redis_round_trips"] = median([r["round_trips"] for r in redis_runs])
+    out["redis_commands_range"] = [
+        min(len(r["events"]) for r in redis_runs),
+        max(len(r["events"]) for r in redis_runs),
+    ]
+    typical = min(redis_runs, key=lambda r: abs(len(r["events"]) - out["redis_commands"]))
+    out["redis_sample"] = typical["events"]
+    if runs and "db" in runs[0]:
+        db_runs = [r["db"] for r in runs]
+        out["db_statements"] = median([len(r["events"]) for r in db_runs])
+        out["db_round_trips"] = median([r["round_trips"] for r in db_runs])
+        out["db_transactions"] = median([_count(r["events"], "BEGIN") for r in db_runs])
+        out["db_commits"] = median([_count(r["events"], "COMMIT") for r in db_runs])
+        out["db_rollbacks"] = median([_count(r["events"], "ROLLBACK") for r in db_runs])
+        out["db_statements_range"] = [
+            min(len(r["events"]) for r in db_runs),
+            max(len(r["events"]) for r in db_runs),
+        ]
+        typical = min(db_runs, key=lambda r: abs(len(r["events"]) - out["db_statements"]))
+        out["db_sample"] = [sql[:160] for sql in typical["events"]]
+    return out
+
+
+def _count(statements: list[str], verb: str) -> int:
+    return sum(1 for s in statements if s.upper().startswith(verb))
+
+
+async def pg_database_stats(admin_dsn: str, database: str) -> dict[str, int]:
+    conn = await asyncpg.connect(admin_dsn)
+    try:
+        row = await conn.fetchrow(
+            "SELECT xact_commit, xact_rollback, tup_fetched, tup_returned, tup_inserted,"
+            " tup_updated, tup_deleted FROM pg_stat_database WHERE datname = $1",
+            database,
+        )
+        return {k: int(v) for k, v in dict(row).items()} if row else {}
+    finally:
+        await conn.close()
+
+
+def stats_delta(before: dict[str, Any], after: dict[str, Any], requests: int) -> dict[str, Any]:
+    """Per-request deltas of the server counters over the measured challenge run."""
+    per = max(requests, 1)
+    redis_delta = {
+        name: after["redis"][name] - before["redis"].get(name, 0)
+        for name in after["redis"]
+        if after["redis"][name] - before["redis"].get(name, 0) > 0
+    }
+    out: dict[str, Any] = {
+        "requests": requests,
+        "redis_commands_per_request_server_wide": round(sum(redis_delta.values()) / per, 2),
+        "redis_by_command_per_request": {
+            k: round(v / per, 2) for k, v in sorted(redis_delta.items(), key=lambda kv: -kv[1])
+        },
+    }
+    if "pg" in after:
+        pg = {k: after["pg"][k] - before["pg"].get(k, 0) for k in after["pg"]}
+        out["pg_per_request"] = {k: round(v / per, 2) for k, v in pg.items()}
+        out["pg_transactions_per_request"] = round(
+            (pg["xact_commit"] + pg["xact_rollback"]) / per, 2
+        )
+    return out
+
+
+def _script_names() -> dict[str, str]:
+    import hashlib
+    import importlib
+
+    names = {}
+    for module, attribute, name in SCRIPTS:
+        try:
+            text = getattr(importlib.import_module(module), attribute)
+        except (ImportError, AttributeError):
+            continue
+        if isinstance(text, str):
+            names[hashlib.sha1(text.encode()).hexdigest()] = name
+    return names
+
+
+def _terminate(_signum: int, _frame: FrameType | None) -> None:
+    raise KeyboardInterrupt  # so every `finally` stops its servers and drops its data
+
+
+def main(argv: list[str] | None = None) -> int:
+    opts = parse_args(argv)
+    signal.signal(signal.SIGTERM, _terminate)
+    started = time.perf_counter()
+    workdir = Path(tempfile.mkdtemp(prefix="mfa-bench-"))
+    bench = Bench(opts, workdir)
+    results: dict[str, Any] = {
+        "started_at": datetime.now(UTC).isoformat(timespec="seconds"),
+        "options": {
+            "users": opts.users,
+            "concurrency": loadgen.CONNECTIONS,
+            "wrk_threads": loadgen.THREADS,
+            "warmup_fraction": opts.warmup_fraction,
+            "floor_seconds": opts.floor_seconds,
+            "census_requests": opts.census,
+            "quick": opts.quick,
+            "argon2": ARGON2,
+        },
+        "configs": [],
+    }
+    try:
+        results["environment"] = report.environment(opts.admin_dsn, bench.redis)
+        log(f"raw argon2 verify rate, {opts.argon2_seconds:.0f} s on every core")
+        results["argon2_raw"] = baselines.argon2_rate(
+            ARGON2["memory_kib"], ARGON2["time_cost"], ARGON2["parallelism"], opts.argon2_seconds
+        )
+        for backend in opts.backends:
+            for workers in opts.workers:
+                results["configs"].append(bench.run_config(backend, workers))
+    except KeyboardInterrupt:
+        log("interrupted: cleaning up")
+        raise
+    finally:
+        for backend in opts.backends:
+            with contextlib.suppress(Exception):
+                bench.drop_database(backend)
+        with contextlib.suppress(Exception):
+            bench.delete_redis_keys()
+        if os.environ.get("BENCH_KEEP_WORKDIR"):
+            log(f"work files kept in {workdir}")
+        else:
+            shutil.rmtree(workdir, ignore_errors=True)
+    results["total_seconds"] = round(time.perf_counter() - started, 1)
+    results["targets"] = report.targets(results)
+    markdown = report.markdown(results)
+    opts.out.mkdir(parents=True, exist_ok=True)
+    (opts.out / "latest.json").write_text(json.dumps(results, indent=2) + "\n")
+    (opts.out / "latest.md").write_text(markdown)
+    sys.stdout.write(markdown)
+    log(f"written: {opts.out / 'latest.json'}, {opts.out / 'latest.md'}")
+    return 0
