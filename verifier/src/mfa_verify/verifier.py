@@ -148,6 +148,8 @@ class Verifier:
             raise InvalidToken("a required claim is missing") from None
         except jwt.InvalidSignatureError:
             raise InvalidToken("bad signature") from None
+        except jwt.InvalidAlgorithmError:
+            raise InvalidToken("algorithm does not match the key") from None
         except (jwt.PyJWTError, ValueError, TypeError):
             raise InvalidToken("malformed token") from None
         now = self.time()
