@@ -6,8 +6,9 @@ import logging
 from collections.abc import AsyncIterator
 from typing import Annotated, Any
 
+import sqlmodel
 from fastapi import Depends, Request
-from sqlalchemy import event
+from sqlalchemy import Insert, Table, event, insert
 from sqlalchemy.exc import DisconnectionError
 from sqlalchemy.ext.asyncio import AsyncEngine, async_sessionmaker, create_async_engine
 from sqlmodel.ext.asyncio.session import AsyncSession
@@ -75,8 +76,61 @@ def _begin_immediate(conn: Any) -> None:
         conn.exec_driver_sql("BEGIN IMMEDIATE")
 
 
+class _SyncSession(sqlmodel.Session):
+    """The sync session under our AsyncSession; it writes staged rows before committing."""
+
+
 def create_sessionmaker(engine: AsyncEngine) -> async_sessionmaker[AsyncSession]:
-    return async_sessionmaker(engine, class_=AsyncSession, expire_on_commit=False)
+    return async_sessionmaker(
+        engine, class_=AsyncSession, sync_session_class=_SyncSession, expire_on_commit=False
+    )
+
+
+# --- Staged inserts ---------------------------------------------------------------------------
+# Rows that only need to exist by the end of the transaction (audit events, a new session and
+# its refresh token) are inserted together: on PostgreSQL as one statement, one round trip,
+# with each row but the last in a data-modifying CTE (foreign keys are checked at the end of
+# the statement). The challenge, the hot path, writes all its rows this way (see bench/).
+_STAGED = "mfa_staged_rows"
+Row = tuple[Table, dict[str, Any]]
+
+
+def stage(db: AsyncSession, table: Table, values: dict[str, Any]) -> None:
+    """Insert a row with the transaction's next `write_staged`, or when it commits."""
+    db.info.setdefault(_STAGED, []).append((table, values))
+
+
+async def write_staged(db: AsyncSession, *rows: Row) -> None:
+    """Insert the staged rows, then `rows`, in this order."""
+    staged: list[Row] = db.info.pop(_STAGED, [])
+    conn = await db.connection()
+    for statement in _inserts(conn.dialect.name, staged + list(rows)):
+        await conn.execute(statement)
+
+
+def _inserts(dialect: str, rows: list[Row]) -> list[Insert]:
+    if dialect != "postgresql" or len(rows) < 2:
+        return [insert(table).values(values) for table, values in rows]
+    *first, (table, values) = rows
+    statement = insert(table).values(values)
+    for i, (t, v) in enumerate(first):
+        statement = statement.add_cte(insert(t).values(v).cte(f"row{i}"))
+    return [statement]
+
+
+@event.listens_for(_SyncSession, "before_commit")
+def _write_staged_before_commit(session: sqlmodel.Session) -> None:
+    staged: list[Row] = session.info.pop(_STAGED, [])
+    if staged:
+        session.flush()  # staged rows may refer to rows still pending in the unit of work
+        connection = session.connection()
+        for statement in _inserts(connection.dialect.name, staged):
+            connection.execute(statement)
+
+
+@event.listens_for(_SyncSession, "after_rollback")
+def _drop_staged_after_rollback(session: sqlmodel.Session) -> None:
+    session.info.pop(_STAGED, None)
 
 
 async def get_session(request: Request) -> AsyncIterator[AsyncSession]:

@@ -12,10 +12,14 @@ from sqlmodel import col, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 from mfa_service.audit.models import AuditEvent
+from mfa_service.base import new_id
 from mfa_service.clock import now
+from mfa_service.db import stage
 from mfa_service.errors import InvalidCursor
 from mfa_service.net import Client
 from mfa_service.services import Services
+
+AUDIT_EVENTS = AuditEvent.__table__  # type: ignore[attr-defined]
 
 
 def record(
@@ -26,15 +30,19 @@ def record(
     user_id: uuid.UUID | None,
     **detail: str,
 ) -> None:
-    db.add(
-        AuditEvent(
-            user_id=user_id,
-            type=type_,
-            at=now(svc.clock),
-            ip=client.ip,
-            user_agent=client.user_agent,
-            detail=detail,
-        )
+    """Written with the request's transaction (staged: see `db.stage`)."""
+    stage(
+        db,
+        AUDIT_EVENTS,
+        {
+            "id": new_id(),
+            "user_id": user_id,
+            "type": type_,
+            "at": now(svc.clock),
+            "ip": client.ip,
+            "user_agent": client.user_agent,
+            "detail": detail,
+        },
     )
 
 

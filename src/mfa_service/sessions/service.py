@@ -7,13 +7,13 @@ import secrets
 import uuid
 from datetime import datetime, timedelta
 
-from sqlalchemy import insert
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 from mfa_service.audit import service as audit
 from mfa_service.base import new_id
 from mfa_service.challenges import store as challenges
 from mfa_service.clock import now
+from mfa_service.db import Row, write_staged
 from mfa_service.errors import InvalidRefreshToken, InvalidToken
 from mfa_service.net import Client
 from mfa_service.services import Services
@@ -55,23 +55,21 @@ async def start_session(
     amr: list[str],
     auth_time: datetime | None = None,
 ) -> TokenResponse:
-    # Core inserts, not ORM objects: every login and challenge ends here (see bench/).
     at = now(svc.clock)
     session_id = new_id()
     auth_time = auth_time or at
-    conn = await db.connection()
-    await conn.execute(
-        insert(SESSIONS).values(
-            id=session_id,
-            user_id=user_id,
-            created_at=at,
-            auth_time=auth_time,
-            amr=" ".join(amr),
-            last_refreshed_at=at,
-            expires_at=at + timedelta(seconds=svc.settings.session_max_age),
-        )
-    )
-    return await _issue(db, svc, session_id, user_id, auth_time, amr, at)
+    session_row = {
+        "id": session_id,
+        "user_id": user_id,
+        "created_at": at,
+        "auth_time": auth_time,
+        "amr": " ".join(amr),
+        "last_refreshed_at": at,
+        "expires_at": at + timedelta(seconds=svc.settings.session_max_age),
+    }
+    # Every login and challenge ends here: the session, its refresh token and the request's
+    # audit events go to the database in one round trip.
+    return await _issue(db, svc, session_id, user_id, auth_time, amr, at, (SESSIONS, session_row))
 
 
 async def _issue(
@@ -82,15 +80,17 @@ async def _issue(
     auth_time: datetime,
     amr: list[str],
     at: datetime,
+    *rows_first: Row,
 ) -> TokenResponse:
-    """A new refresh token for the session, and an access token."""
+    """A new refresh token for the session (written after `rows_first`), and an access token."""
     refresh_token = secrets.token_urlsafe(32)
-    conn = await db.connection()
-    await conn.execute(
-        insert(REFRESH_TOKENS).values(
-            id=new_id(), session_id=session_id, token_hash=hash_token(refresh_token), created_at=at
-        )
-    )
+    refresh_row = {
+        "id": new_id(),
+        "session_id": session_id,
+        "token_hash": hash_token(refresh_token),
+        "created_at": at,
+    }
+    await write_staged(db, *rows_first, (REFRESH_TOKENS, refresh_row))
     access_token, _ = mint_access_token(
         await svc.keys.ring(),
         svc.settings,
@@ -128,7 +128,6 @@ async def refresh(
         raise InvalidRefreshToken()
     session.last_refreshed_at = at
     db.add(session)
-    await db.flush()  # the session row's changes land before its new refresh token
     return await _issue(
         db, svc, session.id, session.user_id, session.auth_time, session.amr.split(), at
     )
@@ -168,7 +167,6 @@ async def step_up(
     db.add(session)
     # The refresh token handed out before now belongs to the weaker state: retire it.
     await repository.retire_unused_tokens(db, session.id, at)
-    await db.flush()  # the session row's changes land before its new refresh token
     return await _issue(
         db, svc, session.id, session.user_id, session.auth_time, session.amr.split(), at
     )
