@@ -9,6 +9,7 @@ probe). Both print one `WRK_RESULT {json}` line, parsed here.
 from __future__ import annotations
 
 import json
+import resource
 import signal
 import subprocess
 import threading
@@ -41,6 +42,7 @@ class WrkResult:
     latency_ms: dict[str, float]
     complete: bool = True
     unanswered: int = 0
+    cpu_seconds: float | None = None  # wrk's own CPU time (user + system)
     raw: dict[str, Any] = field(default_factory=dict, repr=False)
 
     @property
@@ -58,6 +60,9 @@ class WrkResult:
             "socket_errors": self.errors,
             "complete": self.complete,
             "unanswered": self.unanswered,
+            "wrk_cpu_share": round(self.cpu_seconds / self.seconds, 3)
+            if self.cpu_seconds is not None and self.seconds
+            else None,
         }
 
 
@@ -123,6 +128,7 @@ def replay_once(
     lines: list[str] = []
     finished = 0
     stalled_for = 0.0
+    cpu_before = _children_cpu()
     with subprocess.Popen(cmd, stdout=subprocess.PIPE, text=True) as proc:
         assert proc.stdout is not None
         queue: Queue[str | None] = Queue()
@@ -154,6 +160,7 @@ def replay_once(
     if proc.returncode != 0:
         raise LoadgenError(f"wrk exited with {proc.returncode}:\n" + "".join(lines)[-2000:])
     result = _parse(lines)
+    result.cpu_seconds = _children_cpu() - cpu_before
     result.complete = finished == threads
     result.unanswered = sum(1 for _ in bodies.open()) - result.requests
     if stalled_for:  # the wait for answers that never came is no run time
@@ -198,10 +205,20 @@ def get_for(
 
 
 def _run(cmd: list[str]) -> WrkResult:
+    cpu_before = _children_cpu()
     done = subprocess.run(cmd, capture_output=True, text=True, check=False)
     if done.returncode != 0:
         raise LoadgenError(f"wrk exited with {done.returncode}: {done.stderr[-2000:]}")
-    return _parse(done.stdout.splitlines(keepends=True))
+    result = _parse(done.stdout.splitlines(keepends=True))
+    result.cpu_seconds = _children_cpu() - cpu_before
+    return result
+
+
+def _children_cpu() -> float:
+    """CPU seconds of every child process reaped so far: the difference around one wrk run is
+    that wrk's (the servers are reaped only when they stop, the probe after the run)."""
+    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return usage.ru_utime + usage.ru_stime
 
 
 class Probe:

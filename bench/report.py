@@ -30,6 +30,14 @@ PACKAGES = [
     "libpass",
     "pydantic",
 ]
+RUNS_EXPECTING_SUCCESS = (
+    "login_warmup",
+    "login",
+    "healthz_under_login",
+    "challenge_warmup",
+    "challenge",
+    "floor",
+)
 LIMITS = {
     "challenge_floor": 0.6,
     "login_argon2": 0.85,
@@ -41,7 +49,7 @@ LIMITS = {
 
 
 def environment(admin_dsn: str, r: redis.Redis) -> dict[str, Any]:
-    versions = {}
+    versions: dict[str, str | None] = {}
     for name in PACKAGES:
         try:
             versions[name] = metadata.version(name)
@@ -118,7 +126,7 @@ def targets(results: dict[str, Any]) -> list[dict[str, Any]]:
             limit = LIMITS["challenge_floor"]
             add("challenge ÷ floor", c, ratio, f"≥ {limit}", ratio is not None and ratio >= limit)
         bad = 0
-        for run in ("login", "challenge", "floor", "healthz_under_login"):
+        for run in RUNS_EXPECTING_SUCCESS:
             r = c.get(run) or {}
             e = r.get("socket_errors", {})
             # Not read errors: an idle connection at the end of a run may be closed by the
@@ -155,6 +163,10 @@ def _fmt(value: Any) -> str:
     if isinstance(value, int):
         return f"{value:,}"
     return str(value)
+
+
+def _share(value: float | None) -> str | None:
+    return None if value is None else f"{value:.0%}"
 
 
 def _row(cells: list[Any]) -> str:
@@ -198,8 +210,8 @@ def markdown(results: dict[str, Any]) -> str:
         "## Throughput and latency",
         "",
         "| configuration | run | requests | req/s | p50 ms | p95 ms | p99 ms | non-2xx "
-        "| unanswered |",
-        "|---|---|---:|---:|---:|---:|---:|---:|---:|",
+        "| unanswered | wrk CPU |",
+        "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|",
     ]
     runs = [
         ("challenge", "challenge (each user once)"),
@@ -225,6 +237,7 @@ def markdown(results: dict[str, Any]) -> str:
                             lat["p99"],
                             r["non2xx"],
                             r.get("unanswered", 0),
+                            _share(r.get("wrk_cpu_share")),
                         ]
                     )
                 )
@@ -248,6 +261,7 @@ def markdown(results: dict[str, Any]) -> str:
                             lat["p99"],
                             r["non2xx"],
                             r.get("unanswered", 0),
+                            _share(r.get("wrk_cpu_share")),
                         ]
                     )
                 )
@@ -262,8 +276,8 @@ def markdown(results: dict[str, Any]) -> str:
         f"{_fmt(argon2.get('single_verify_ms'))} ms.",
         "",
         "| configuration | challenge ÷ floor | login ÷ raw argon2 | peak RSS per worker (MB) "
-        "| RSS after start (MB) |",
-        "|---|---:|---:|---|---|",
+        "| RSS after start (MB) | RSS after logins (MB) |",
+        "|---|---:|---:|---|---|---|",
     ]
     for c in results.get("configs", []):
         lines.append(
@@ -274,6 +288,7 @@ def markdown(results: dict[str, Any]) -> str:
                     _ratio(c["login"]["rps"], argon2.get("verifies_per_s", 0.0)),
                     ", ".join(f"{m:.1f}" for m in c.get("peak_rss_mb", [])),
                     ", ".join(f"{m:.1f}" for m in c.get("rss_after_start_mb", [])),
+                    ", ".join(f"{m:.1f}" for m in c.get("rss_after_login_mb", [])),
                 ]
             )
         )

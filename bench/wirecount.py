@@ -134,10 +134,8 @@ class PostgresParser:
             portal, statement, _ = payload.split(b"\0", 2)
             self._portals[portal] = statement
         elif kind == b"E":  # Execute: portal
-            portal = payload.split(b"\0", 1)[0]
-            statement = self._portals.get(portal)
-            sql = self._prepared.get(statement, "?") if statement is not None else "?"
-            self._tally.events.append(sql)
+            bound = self._portals.get(payload.split(b"\0", 1)[0])
+            self._tally.events.append(self._prepared.get(bound, "?") if bound is not None else "?")
         elif kind == b"Q":  # a simple query
             self._tally.events.append(_one_line(payload.rstrip(b"\0").decode(errors="replace")))
 
