@@ -165,6 +165,10 @@ def _fmt(value: Any) -> str:
     return str(value)
 
 
+def _clip(sql: str, width: int = 160) -> str:
+    return sql if len(sql) <= width else sql[: width - 1] + "…"
+
+
 def _share(value: float | None) -> str | None:
     return None if value is None else f"{value:.0%}"
 
@@ -350,7 +354,7 @@ def markdown(results: dict[str, Any]) -> str:
             lines += ["", f"{config_name(c)}, one {kind}: Redis " + ", ".join(s["redis_sample"])]
             if "db_sample" in s:
                 lines += ["", f"{config_name(c)}, one {kind}: SQL", ""]
-                lines += [f"{i}. `{sql}`" for i, sql in enumerate(s["db_sample"], 1)]
+                lines += [f"{i}. `{_clip(sql)}`" for i, sql in enumerate(s["db_sample"], 1)]
 
     lines += ["", "## JWT verifications per second (mfa_verify, cached JWKS)", ""]
     for c in results.get("configs", []):

@@ -23,14 +23,10 @@ import json
 import os
 import shutil
 import signal
-import statistics
 import sys
 import tempfile
 import time
-import urllib.error
 import urllib.parse
-import urllib.request
-from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -38,14 +34,11 @@ from types import FrameType
 from typing import Any
 
 import asyncpg
-import pyotp
 import redis
 
-from bench import baselines, loadgen, report, seed
+from bench import baselines, census, loadgen, report, seed
 from bench.servers import ROOT, Server, free_port
-from bench.wirecount import CountingProxy, PostgresParser, RedisParser, Tally
 from mfa_service.config import Settings
-from mfa_service.factors.totp import otp
 from mfa_service.secretbox import generate_data_key
 
 # PostgreSQL backends report their statistics when idle, at most every 10 s
@@ -54,18 +47,8 @@ PG_STATS_SETTLE_S = 11.0
 # The service's defaults (config.py), stated so a changed default shows in the results.
 ARGON2 = {"memory_kib": 19456, "time_cost": 2, "parallelism": 1}
 CHALLENGE_TTL_S = 3600
-# Census requests not counted: the first open connections and prepare statements.
-CENSUS_WARMUP = 2
-# The measured challenge run must end while its TOTP codes are valid (≥ 60 s, see code_for).
+# The measured challenge run must end while its TOTP codes are valid (≥ 60 s, seed.code_for).
 CHALLENGE_RUN_BUDGET_S = 45.0
-# Lua scripts of the service, named in the census (sha1 of the text → name); optional.
-SCRIPTS = [
-    ("mfa_service.factors.throttle", "BEGIN", "throttle.begin"),
-    ("mfa_service.factors.throttle", "FINISH", "throttle.finish"),
-    ("mfa_service.limits.login", "CHECK", "login.check"),
-    ("mfa_service.limits.login", "ADD", "login.add"),
-    ("mfa_service.challenges.store", "CREATE", "challenge.create"),
-]
 
 
 def log(message: str) -> None:
@@ -141,7 +124,6 @@ class Bench:
         admin = urllib.parse.urlsplit(opts.admin_dsn)
         self.pg_host, self.pg_port = admin.hostname or "127.0.0.1", admin.port or 5432
         self.pg_user = admin.username or "postgres"
-        self.scripts = _script_names()
 
     # -- storage ----------------------------------------------------------------------------
 
@@ -270,7 +252,7 @@ class Bench:
         opts = self.opts
         label = f"{backend}-{workers}w"
         result: dict[str, Any] = {"backend": backend, "workers": workers}
-        extra = opts.census + CENSUS_WARMUP if opts.census else 0
+        extra = opts.census + census.WARMUP if opts.census else 0
         log(f"== {backend}, {workers} worker(s): seeding {opts.users} + {extra} users")
         self.fresh_database(backend)
         t0 = time.perf_counter()
@@ -319,7 +301,19 @@ class Bench:
             floor.stop()
 
         if workers == 1 and census_users:
-            result["census"], result["jwt_verifications"] = self.census(backend, census_users)
+            log(f"census: {opts.census} logins and challenges through counting proxies")
+            redis_parts = urllib.parse.urlsplit(opts.redis_url)
+            result["census"], result["jwt_verifications"] = census.run(
+                lambda pg_port, redis_port: self.start_service(
+                    backend, 1, f"{label}-census", pg_port=pg_port, redis_port=redis_port
+                ),
+                census_users,
+                redis_upstream=(redis_parts.hostname or "127.0.0.1", redis_parts.port or 6379),
+                pg_upstream=(self.pg_host, self.pg_port) if backend == "postgres" else None,
+                after=lambda service, token: baselines.jwt_verifications(
+                    service.url, "mfa-service", token, opts.verify_seconds
+                ),
+            )
         self.drop_database(backend)
         self.delete_redis_keys()
         return result
@@ -391,7 +385,7 @@ class Bench:
             "challenge warm-up",
             loadgen.replay_once(service.url, "/mfa/challenge", warm_file, limit_s=limit),
         )
-        # Each code is valid for at least 60 s from now (code_for): on a machine so slow that
+        # Each code is valid for at least 60 s from now (seed.code_for): on a machine so slow that
         # the run would take longer, only the users it can answer in time are measured.
         budget = int(out["challenge_warmup"]["rps"] * CHALLENGE_RUN_BUDGET_S)
         if len(measured_users) > budget:
@@ -423,62 +417,6 @@ class Bench:
             stats["pg"] = asyncio.run(pg_database_stats(self.opts.admin_dsn, self.opts.database))
         return stats
 
-    def census(self, backend: str, users: list[seed.User]) -> tuple[dict[str, Any], dict[str, Any]]:
-        """Round trips per login and challenge; then, with the last access token, the JWT
-        verification hook (against this service's JWKS)."""
-        log(f"census: {len(users) - CENSUS_WARMUP} logins and challenges through counting proxies")
-        redis_parts = urllib.parse.urlsplit(self.opts.redis_url)
-        redis_proxy = CountingProxy(
-            redis_parts.hostname or "127.0.0.1",
-            redis_parts.port or 6379,
-            lambda tally: RedisParser(tally, self.scripts),
-        )
-        pg_proxy = CountingProxy(self.pg_host, self.pg_port, PostgresParser)
-        with contextlib.ExitStack() as stack:
-            redis_port = redis_proxy.start()
-            stack.callback(redis_proxy.stop)
-            pg_port = None
-            if backend == "postgres":
-                pg_port = pg_proxy.start()
-                stack.callback(pg_proxy.stop)
-            service = self.start_service(
-                backend, 1, f"{backend}-census", pg_port=pg_port, redis_port=redis_port
-            )
-            stack.callback(service.stop)
-            tallies = {"redis": redis_proxy.tally}
-            if pg_port is not None:
-                tallies["db"] = pg_proxy.tally
-            samples: dict[str, list[dict[str, Any]]] = {"login": [], "challenge": []}
-            token = None
-            for i, user in enumerate(users):
-                counted = i >= CENSUS_WARMUP
-                with counting(tallies) as login:
-                    status, body = post_json(
-                        service.url + "/auth/login",
-                        {"email": user.email, "password": seed.PASSWORD},
-                    )
-                if status != 200:
-                    raise RuntimeError(f"census login answered {status}: {body}")
-                with counting(tallies) as challenge:
-                    status, body = post_json(
-                        service.url + "/mfa/challenge",
-                        {"challenge_token": body["challenge_token"], "code": code_for(user)},
-                    )
-                if status != 200:
-                    raise RuntimeError(f"census challenge answered {status}: {body}")
-                token = body["access_token"]
-                if counted:
-                    samples["login"].append(login)
-                    samples["challenge"].append(challenge)
-            assert token is not None
-            verifications = baselines.jwt_verifications(
-                service.url, "mfa-service", token, self.opts.verify_seconds
-            )
-        census: dict[str, Any] = {kind: summarise_census(runs) for kind, runs in samples.items()}
-        census["requests_each"] = len(samples["challenge"])
-        census["database_counted"] = backend == "postgres"
-        return census, verifications
-
 
 def logged(name: str, result: loadgen.WrkResult) -> dict[str, Any]:
     summary = result.summary()
@@ -491,74 +429,8 @@ def logged(name: str, result: loadgen.WrkResult) -> dict[str, Any]:
 
 
 def write_challenges(path: Path, users: list[seed.User], tokens: dict[str, str]) -> Path:
-    bodies = [{"challenge_token": tokens[u.id.hex], "code": code_for(u)} for u in users]
+    bodies = [{"challenge_token": tokens[u.id.hex], "code": seed.code_for(u)} for u in users]
     return loadgen.write_bodies(path, bodies)
-
-
-def code_for(user: seed.User) -> str:
-    """The code of the *next* 30 s step: the service accepts ±1 step, so it stays valid for
-    60 to 90 s from now (the current step's code might expire within a second)."""
-    step = otp.time_step(time.time()) + 1
-    return str(pyotp.TOTP(user.secret, digits=otp.DIGITS, interval=otp.PERIOD).generate_otp(step))
-
-
-def post_json(url: str, body: dict[str, str]) -> tuple[int, dict[str, Any]]:
-    request = urllib.request.Request(
-        url, data=json.dumps(body).encode(), headers={"Content-Type": "application/json"}
-    )
-    try:
-        with urllib.request.urlopen(request, timeout=30) as answer:
-            return answer.status, json.loads(answer.read())
-    except urllib.error.HTTPError as exc:
-        return exc.code, json.loads(exc.read() or b"{}")
-
-
-@contextlib.contextmanager
-def counting(tallies: dict[str, Tally]) -> Iterator[dict[str, Any]]:
-    """What each proxy saw during the block (plus a moment for the last bytes in flight)."""
-    marks = {name: tally.mark() for name, tally in tallies.items()}
-    seen: dict[str, Any] = {}
-    yield seen
-    time.sleep(0.05)
-    for name, tally in tallies.items():
-        round_trips, events = tally.since(marks[name])
-        seen[name] = {"round_trips": round_trips, "events": events}
-
-
-def summarise_census(runs: list[dict[str, Any]]) -> dict[str, Any]:
-    """Medians over the sequential requests, and the events of one typical request."""
-
-    def median(values: list[int]) -> float:
-        return float(statistics.median(values)) if values else 0.0
-
-    out: dict[str, Any] = {}
-    redis_runs = [r["redis"] for r in runs]
-    out["redis_commands"] = median([len(r["events"]) for r in redis_runs])
-    out["redis_round_trips"] = median([r["round_trips"] for r in redis_runs])
-    out["redis_commands_range"] = [
-        min(len(r["events"]) for r in redis_runs),
-        max(len(r["events"]) for r in redis_runs),
-    ]
-    typical = min(redis_runs, key=lambda r: abs(len(r["events"]) - out["redis_commands"]))
-    out["redis_sample"] = typical["events"]
-    if runs and "db" in runs[0]:
-        db_runs = [r["db"] for r in runs]
-        out["db_statements"] = median([len(r["events"]) for r in db_runs])
-        out["db_round_trips"] = median([r["round_trips"] for r in db_runs])
-        out["db_transactions"] = median([_count(r["events"], "BEGIN") for r in db_runs])
-        out["db_commits"] = median([_count(r["events"], "COMMIT") for r in db_runs])
-        out["db_rollbacks"] = median([_count(r["events"], "ROLLBACK") for r in db_runs])
-        out["db_statements_range"] = [
-            min(len(r["events"]) for r in db_runs),
-            max(len(r["events"]) for r in db_runs),
-        ]
-        typical = min(db_runs, key=lambda r: abs(len(r["events"]) - out["db_statements"]))
-        out["db_sample"] = [sql[:160] for sql in typical["events"]]
-    return out
-
-
-def _count(statements: list[str], verb: str) -> int:
-    return sum(1 for s in statements if s.upper().startswith(verb))
 
 
 async def pg_database_stats(admin_dsn: str, database: str) -> dict[str, int]:
@@ -596,21 +468,6 @@ def stats_delta(before: dict[str, Any], after: dict[str, Any], requests: int) ->
             (pg["xact_commit"] + pg["xact_rollback"]) / per, 2
         )
     return out
-
-
-def _script_names() -> dict[str, str]:
-    import hashlib
-    import importlib
-
-    names = {}
-    for module, attribute, name in SCRIPTS:
-        try:
-            text = getattr(importlib.import_module(module), attribute)
-        except (ImportError, AttributeError):
-            continue
-        if isinstance(text, str):
-            names[hashlib.sha1(text.encode()).hexdigest()] = name
-    return names
 
 
 def _terminate(_signum: int, _frame: FrameType | None) -> None:

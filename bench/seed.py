@@ -9,11 +9,13 @@ the service's SecretBox under the same associated data as `factors/totp`.
 
 from __future__ import annotations
 
+import time
 import uuid
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
 import asyncpg
+import pyotp
 from sqlalchemy import insert
 
 from mfa_service import migrations
@@ -100,3 +102,10 @@ async def seed(settings: Settings, count: int) -> list[User]:
         return users
     finally:
         await engine.dispose()
+
+
+def code_for(user: User) -> str:
+    """The code of the *next* 30 s step: the service accepts ±1 step, so it stays valid for
+    60 to 90 s from now (the current step's code might expire within a second)."""
+    step = otp.time_step(time.time()) + 1
+    return str(pyotp.TOTP(user.secret, digits=otp.DIGITS, interval=otp.PERIOD).generate_otp(step))
