@@ -95,9 +95,12 @@ def parse_args(argv: list[str] | None) -> Options:
     users = a.users or (1000 if quick else 5000)
     if users < 100:
         p.error("--users must be at least 100")
+    backends = (a.backends or ("postgres" if quick else "postgres,sqlite")).split(",")
+    if not set(backends) <= {"postgres", "sqlite"}:
+        p.error("--backends: postgres and/or sqlite")
     return Options(
         users=users,
-        backends=(a.backends or ("postgres" if quick else "postgres,sqlite")).split(","),
+        backends=backends,
         workers=[int(w) for w in (a.workers or ("1" if quick else "1,2")).split(",")],
         warmup_fraction=0.1,
         floor_seconds=3.0 if quick else 10.0,
@@ -123,22 +126,21 @@ class Bench:
         self.redis = redis.Redis.from_url(opts.redis_url)
         admin = urllib.parse.urlsplit(opts.admin_dsn)
         self.pg_host, self.pg_port = admin.hostname or "127.0.0.1", admin.port or 5432
-        self.pg_user = admin.username or "postgres"
+        self.pg_userinfo = admin.netloc.rpartition("@")[0] or "postgres"
 
     # -- storage ----------------------------------------------------------------------------
 
-    def pg_dsn(self, host: str | None = None, port: int | None = None) -> str:
-        return (
-            f"postgresql://{self.pg_user}@{host or self.pg_host}:{port or self.pg_port}"
-            f"/{self.opts.database}"
-        )
+    def pg_dsn(self, proxy_port: int | None = None) -> str:
+        """The bench database; through the census proxy on this machine if given."""
+        where = f"127.0.0.1:{proxy_port}" if proxy_port else f"{self.pg_host}:{self.pg_port}"
+        return f"postgresql://{self.pg_userinfo}@{where}/{self.opts.database}"
 
     def sqlite_path(self) -> Path:
         return self.workdir / "mfa.db"
 
     def service_database_url(self, backend: str, pg_port: int | None = None) -> str:
         if backend == "postgres":
-            return self.pg_dsn(port=pg_port).replace("postgresql://", "postgresql+asyncpg://")
+            return self.pg_dsn(pg_port).replace("postgresql://", "postgresql+asyncpg://")
         return f"sqlite+aiosqlite:///{self.sqlite_path()}"
 
     def fresh_database(self, backend: str) -> None:
@@ -171,7 +173,9 @@ class Bench:
         if port is None:
             return self.opts.redis_url
         parts = urllib.parse.urlsplit(self.opts.redis_url)
-        return urllib.parse.urlunsplit(parts._replace(netloc=f"127.0.0.1:{port}"))
+        userinfo = parts.netloc.rpartition("@")[0]
+        netloc = f"{userinfo}@127.0.0.1:{port}" if userinfo else f"127.0.0.1:{port}"
+        return urllib.parse.urlunsplit(parts._replace(netloc=netloc))
 
     # -- processes --------------------------------------------------------------------------
 
@@ -376,6 +380,8 @@ class Bench:
         if missing:
             log(f"WARNING: no challenge token for {len(missing)} users (their login failed)")
         ready = [u for u in users if u.id.hex in tokens]
+        if len(ready) <= warm:
+            raise RuntimeError(f"only {len(ready)} users have a challenge token: logins failed")
         warm_users, measured_users = ready[:warm], ready[warm:]
         limit = 60 + len(users) / 20
         out: dict[str, Any] = {"users_without_token": len(missing)}
@@ -387,7 +393,7 @@ class Bench:
         )
         # Each code is valid for at least 60 s from now (seed.code_for): on a machine so slow that
         # the run would take longer, only the users it can answer in time are measured.
-        budget = int(out["challenge_warmup"]["rps"] * CHALLENGE_RUN_BUDGET_S)
+        budget = max(50, int(out["challenge_warmup"]["rps"] * CHALLENGE_RUN_BUDGET_S))
         if len(measured_users) > budget:
             log(f"WARNING: measuring {budget} challenges, not {len(measured_users)}: too slow")
             out["users_not_measured"] = len(measured_users) - budget
