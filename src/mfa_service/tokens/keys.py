@@ -29,8 +29,10 @@ PrivateKey = ec.EllipticCurvePrivateKey | ed25519.Ed25519PrivateKey | rsa.RSAPri
 RELOAD_SECONDS = 60.0
 UNKNOWN_KID_RELOAD_SECONDS = 5.0
 # The JWKS we publish is at most this old, so a key made by `keys rotate` (or by another
-# instance) is published everywhere well before any instance signs with it.
+# instance) is published everywhere before any instance signs with it.
 PUBLISH_RELOAD_SECONDS = 5.0
+# A new key signs only once every instance publishes it; until then its predecessor signs on.
+SIGN_AFTER_SECONDS = 2 * PUBLISH_RELOAD_SECONDS
 
 
 class SigningKeyMissing(RuntimeError):
@@ -125,10 +127,21 @@ async def load_keyring(
             jwk = json.loads(row.public_jwk)
             algorithm = get_default_algorithms()[row.algorithm]
             public[row.kid] = PublicKey(row.kid, row.algorithm, algorithm.from_jwk(jwk), jwk)
-    pem = box.open(active.private_key, key_id=active.data_key_id, context=_context(active.kid))
+    # A verifier that meets a new kid refetches the JWKS from any instance, and that one may
+    # not have reloaded yet: a young key lets the key it replaced sign on for a few seconds
+    # (the first key, or the first of a newly configured algorithm, signs at once).
+    signing = active
+    if active.created_at > now(clock) - timedelta(seconds=SIGN_AFTER_SECONDS):
+        replaced = [
+            r
+            for r in rows
+            if r.retired_at is not None and r.kid in public and r.algorithm == active.algorithm
+        ]
+        signing = max(replaced, key=lambda r: r.retired_at or active.created_at, default=active)
+    pem = box.open(signing.private_key, key_id=signing.data_key_id, context=_context(signing.kid))
     private_key = serialization.load_pem_private_key(pem, password=None)
     assert isinstance(private_key, PrivateKey)
-    return KeyRing(active.kid, active.algorithm, private_key, public)
+    return KeyRing(signing.kid, signing.algorithm, private_key, public)
 
 
 async def ensure_key(db: AsyncSession, box: SecretBox, settings: Settings, clock: Clock) -> None:
