@@ -26,6 +26,10 @@ THREADS = 2
 CONNECTIONS = 64
 # Per request, not per run: a login waits for argon2 behind 63 others.
 TIMEOUT = "30s"
+# No answer for this long ends a run: longer than any of the service's own time-outs
+# (SQLite's busy timeout and the SQLAlchemy pool's, 30 s each), so what a stuck request ends
+# with is seen as its status, not as "unanswered".
+STALL_S = 65.0
 
 
 class LoadgenError(RuntimeError):
@@ -117,7 +121,7 @@ def replay_once(
     capture: Path | None = None,
     connections: int = CONNECTIONS,
     threads: int = THREADS,
-    stall_s: float = 30.0,
+    stall_s: float = STALL_S,
 ) -> WrkResult:
     """Send every body once at fixed concurrency; returns when the last answer is in (or when
     no answer came for `stall_s`: requests the server never answered are `unanswered`)."""

@@ -270,6 +270,16 @@ def markdown(results: dict[str, Any]) -> str:
                     )
                 )
 
+    for c in results.get("configs", []):
+        skipped = c.get("users_without_token", 0) + c.get("users_not_measured", 0)
+        if skipped:
+            lines += [
+                "",
+                f"{config_name(c)}: {c.get('users_without_token', 0):,} users got no "
+                f"challenge token from their login; {c.get('users_not_measured', 0):,} were "
+                "left out of the measured challenge run, which would have outlasted their "
+                "TOTP codes.",
+            ]
     argon2 = results.get("argon2_raw", {})
     lines += [
         "",
