@@ -66,12 +66,12 @@ def create_app(settings: Settings | None = None, clock: Clock | None = None) -> 
         box = load_secret_box(settings)
         engine = create_engine(settings)
         redis = create_redis(settings)
+        hasher = PasswordHasher(settings)
         try:
             await prepare_storage(engine, box, settings, clock)
             sessionmaker = create_sessionmaker(engine)
             keys = KeyStore(sessionmaker, box, settings, clock)
             await keys.reload()
-            hasher = PasswordHasher(settings)
             await hasher.start()
             app.state.services = Services(
                 settings=settings,
@@ -92,6 +92,7 @@ def create_app(settings: Settings | None = None, clock: Clock | None = None) -> 
             )
             yield
         finally:
+            hasher.close()
             await redis.aclose()
             await engine.dispose()
 

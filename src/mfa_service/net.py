@@ -65,7 +65,9 @@ def forwarded_for(forwarded: str | None) -> str | None:
     return ", ".join(hops) or None
 
 
-def get_client(request: Request) -> Client:
+# async, though it awaits nothing: FastAPI runs a plain `def` dependency in its thread pool,
+# a thread hop on every request.
+async def get_client(request: Request) -> Client:
     peer = request.client.host if request.client else None
     trusted = request.app.state.services.settings.trusted_proxies
     hops = request.headers.get("x-forwarded-for") or forwarded_for(request.headers.get("forwarded"))

@@ -37,7 +37,7 @@ class Services:
         return self.settings.redis_prefix + ":".join(parts)
 
 
-def get_services(request: Request) -> Services:
+async def get_services(request: Request) -> Services:  # async: no thread-pool hop (see net.py)
     services: Services = request.app.state.services
     return services
 
