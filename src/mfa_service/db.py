@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+import functools
 import logging
 from collections.abc import AsyncIterator
 from typing import Annotated, Any
 
 import sqlmodel
 from fastapi import Depends, Request
-from sqlalchemy import Insert, Table, event, insert
+from sqlalchemy import Insert, Table, bindparam, event, insert
 from sqlalchemy.exc import DisconnectionError
 from sqlalchemy.ext.asyncio import AsyncEngine, async_sessionmaker, create_async_engine
 from sqlmodel.ext.asyncio.session import AsyncSession
@@ -104,18 +105,36 @@ async def write_staged(db: AsyncSession, *rows: Row) -> None:
     """Insert the staged rows, then `rows`, in this order."""
     staged: list[Row] = db.info.pop(_STAGED, [])
     conn = await db.connection()
-    for statement in _inserts(conn.dialect.name, staged + list(rows)):
-        await conn.execute(statement)
+    for statement, params in _inserts(conn.dialect.name, staged + list(rows)):
+        await conn.execute(statement, params)
 
 
-def _inserts(dialect: str, rows: list[Row]) -> list[Insert]:
+def _inserts(dialect: str, rows: list[Row]) -> list[tuple[Insert, dict[str, Any]]]:
     if dialect != "postgresql" or len(rows) < 2:
-        return [insert(table).values(values) for table, values in rows]
-    *first, (table, values) = rows
-    statement = insert(table).values(values)
-    for i, (t, v) in enumerate(first):
-        statement = statement.add_cte(insert(t).values(v).cte(f"row{i}"))
-    return [statement]
+        return [(_insert(table), values) for table, values in rows]
+    shape = tuple((table, tuple(values)) for table, values in rows)
+    params = {f"r{i}_{name}": value for i, (_, v) in enumerate(rows) for name, value in v.items()}
+    return [(_fused_insert(shape), params)]
+
+
+# Statements built once per table or shape of rows: reused, they keep their cache keys.
+@functools.cache
+def _insert(table: Table) -> Insert:
+    return insert(table)
+
+
+@functools.cache
+def _fused_insert(shape: tuple[tuple[Table, tuple[str, ...]], ...]) -> Insert:
+    def insert_row(i: int) -> Insert:
+        table, names = shape[i]
+        return insert(table).values(
+            {n: bindparam(f"r{i}_{n}", type_=table.c[n].type) for n in names}
+        )
+
+    statement = insert_row(len(shape) - 1)
+    for i in range(len(shape) - 1):
+        statement = statement.add_cte(insert_row(i).cte(f"row{i}"))
+    return statement
 
 
 @event.listens_for(_SyncSession, "before_commit")
@@ -124,8 +143,8 @@ def _write_staged_before_commit(session: sqlmodel.Session) -> None:
     if staged:
         session.flush()  # staged rows may refer to rows still pending in the unit of work
         connection = session.connection()
-        for statement in _inserts(connection.dialect.name, staged):
-            connection.execute(statement)
+        for statement, params in _inserts(connection.dialect.name, staged):
+            connection.execute(statement, params)
 
 
 @event.listens_for(_SyncSession, "after_rollback")

@@ -11,7 +11,7 @@ import uuid
 from dataclasses import dataclass
 
 import sqlalchemy as sa
-from sqlalchemy import delete, or_, update
+from sqlalchemy import BigInteger, delete, or_, update
 from sqlmodel import col, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
@@ -34,30 +34,32 @@ async def get(db: AsyncSession, user_id: uuid.UUID) -> TotpCredential | None:
     return (await db.exec(query)).first()
 
 
+# Built once: a statement object reused keeps its compiled form's cache key.
+_GET_CONFIRMED = sa.select(
+    TOTP.c.id, TOTP.c.user_id, TOTP.c.secret, TOTP.c.data_key_id, TOTP.c.last_used_step
+).where(TOTP.c.user_id == sa.bindparam("user_id"), TOTP.c.confirmed_at.is_not(None))
+_STEP = sa.bindparam("step", type_=BigInteger)
+_CONSUME_STEP = (
+    update(TOTP)
+    .where(
+        TOTP.c.id == sa.bindparam("credential_id"),
+        TOTP.c.confirmed_at.is_not(None),
+        or_(TOTP.c.last_used_step.is_(None), TOTP.c.last_used_step < _STEP),
+    )
+    .values(last_used_step=_STEP)
+)
+
+
 async def get_confirmed(db: AsyncSession, user_id: uuid.UUID) -> ConfirmedTotp | None:
     conn = await db.connection()
-    row = (
-        await conn.execute(
-            sa.select(
-                TOTP.c.id, TOTP.c.user_id, TOTP.c.secret, TOTP.c.data_key_id, TOTP.c.last_used_step
-            ).where(TOTP.c.user_id == user_id, TOTP.c.confirmed_at.is_not(None))
-        )
-    ).first()
+    row = (await conn.execute(_GET_CONFIRMED, {"user_id": user_id})).first()
     return None if row is None else ConfirmedTotp(*row)
 
 
 async def consume_step(db: AsyncSession, credential_id: uuid.UUID, step: int) -> bool:
     """Move `last_used_step` forward; only one of two racing requests sees a row updated."""
     conn = await db.connection()
-    result = await conn.execute(
-        update(TOTP)
-        .where(
-            TOTP.c.id == credential_id,
-            TOTP.c.confirmed_at.is_not(None),
-            or_(TOTP.c.last_used_step.is_(None), TOTP.c.last_used_step < step),
-        )
-        .values(last_used_step=step)
-    )
+    result = await conn.execute(_CONSUME_STEP, {"credential_id": credential_id, "step": step})
     return result.rowcount == 1
 
 
