@@ -152,6 +152,17 @@ def _drop_staged_after_rollback(session: sqlmodel.Session) -> None:
     session.info.pop(_STAGED, None)
 
 
+async def end_transaction(db: AsyncSession) -> None:
+    """Commit what the request did so far and give its connection back to the pool.
+
+    For a request about to wait a long time for something else (a password hash): holding a
+    connection, and on SQLite the write lock, while it waits would starve every other request.
+    The next statement opens a new transaction; loaded objects stay usable.
+    """
+    if db.in_transaction():
+        await db.commit()
+
+
 async def get_session(request: Request) -> AsyncIterator[AsyncSession]:
     """One transaction per request: committed when the route returns.
 

@@ -12,6 +12,7 @@ from mfa_service.audit import service as audit
 from mfa_service.challenges import service as challenges
 from mfa_service.challenges.schemas import ChallengeResponse
 from mfa_service.clock import now
+from mfa_service.db import end_transaction
 from mfa_service.errors import (
     EmailTaken,
     InvalidCode,
@@ -39,10 +40,12 @@ async def register(db: AsyncSession, svc: Services, email: str, password: str) -
         raise WeakPassword()
     if await repository.get_by_email(db, email) is not None:
         raise EmailTaken()
+    await end_transaction(db)
+    password_hash = await svc.hasher.hash(password)
     at = now(svc.clock)
     user = User(
         email=email,
-        password_hash=await svc.hasher.hash(password),
+        password_hash=password_hash,
         created_at=at,
         password_changed_at=at,
     )
@@ -67,6 +70,7 @@ async def verify_password(
     limiter = svc.login_limiter
     keys = limiter.keys(email, client.ip)
     await limiter.reserve(keys)
+    await end_transaction(db)  # no connection (nor SQLite's write lock) held while hashing
     try:
         ok, new_hash = await svc.hasher.verify(password, user.password_hash if user else None)
     except BaseException:
