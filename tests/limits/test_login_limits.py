@@ -4,6 +4,8 @@ import asyncio
 import contextlib
 
 import httpx
+import pytest
+from redis.asyncio import Redis
 
 from tests.support import (
     PASSWORD,
@@ -153,3 +155,22 @@ async def test_fifty_concurrent_wrong_codes_on_one_challenge(
         # The challenge burned before the right code was looked at; it is not accepted late.
         late = await client.post("/mfa/challenge", json={"challenge_token": token, "code": right})
         assert late.status_code == 401
+
+
+async def test_login_after_redis_forgot_its_scripts(backend: Backend, clock: FakeClock) -> None:
+    """A Redis restart loses loaded scripts: the limiter loads them again, no request fails."""
+    if backend.redis_url is None:
+        pytest.skip("needs a Redis server")
+    async with running_app(settings_for(backend), clock) as client:
+        email = new_email()
+        await register(client, email)
+        r = await client.post("/auth/login", json={"email": email, "password": PASSWORD})
+        assert r.status_code == 200
+        redis = Redis.from_url(backend.redis_url)
+        try:
+            await redis.script_flush()
+        finally:
+            await redis.aclose()
+        for password, status in ((PASSWORD, 200), ("wrong password!", 401), (PASSWORD, 200)):
+            r = await client.post("/auth/login", json={"email": email, "password": password})
+            assert r.status_code == status, r.text

@@ -42,8 +42,8 @@ async def create(svc: Services, user_id: uuid.UUID) -> str:
     ttl_ms = svc.settings.challenge_ttl * 1000
     # Expiry is decided by the service clock (the Redis TTL only collects the garbage).
     expires_ms = int(svc.clock.time() * 1000) + ttl_ms
-    await svc.redis.eval(
-        CREATE, 2, keys.challenge(token_hash), keys.challenge_generation, ttl_ms, expires_ms
+    await svc.redis.register_script(CREATE)(
+        keys=[keys.challenge(token_hash), keys.challenge_generation], args=[ttl_ms, expires_ms]
     )
     return token
 
