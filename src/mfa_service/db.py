@@ -25,7 +25,14 @@ def create_engine(settings: Settings) -> AsyncEngine:
     if settings.is_sqlite:
         if settings.database_url is None:
             settings.data_dir.mkdir(parents=True, exist_ok=True)
-        engine = create_async_engine(url, hide_parameters=True, connect_args={"timeout": 30})
+        engine = create_async_engine(
+            url,
+            hide_parameters=True,
+            pool_size=settings.database_pool_size,
+            max_overflow=settings.database_pool_size,
+            pool_timeout=settings.database_pool_timeout,
+            connect_args={"timeout": 30},
+        )
         event.listen(engine.sync_engine, "connect", _sqlite_pragmas)
         event.listen(engine.sync_engine, "begin", _begin_immediate)
         return engine
@@ -33,9 +40,9 @@ def create_engine(settings: Settings) -> AsyncEngine:
     engine = create_async_engine(
         url,
         hide_parameters=True,
-        pool_size=10,
-        max_overflow=10,
-        pool_timeout=5,
+        pool_size=settings.database_pool_size,
+        max_overflow=settings.database_pool_size,
+        pool_timeout=settings.database_pool_timeout,
         # A stalled (not refusing) server must become a quick 503, not a hung request.
         connect_args={"timeout": 3, "command_timeout": 5},
     )

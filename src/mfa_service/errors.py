@@ -230,6 +230,7 @@ BACKEND_DOWN: tuple[type[Exception], ...] = (
     sqlalchemy.exc.OperationalError,
     sqlalchemy.exc.InterfaceError,
     sqlalchemy.exc.DisconnectionError,
+    sqlalchemy.exc.TimeoutError,  # no pooled connection came free in time: overloaded
     ConnectionError,
     TimeoutError,
     OSError,
