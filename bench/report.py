@@ -66,6 +66,12 @@ def environment(admin_dsn: str, r: redis.Redis) -> dict[str, Any]:
         "postgresql": asyncio.run(_pg_version(admin_dsn)),
         "redis": r.info("server").get("redis_version"),
         "wrk": (_run(["wrk", "-v"]).splitlines() or ["?"])[0].split(" [")[0],
+        **git_state(),
+    }
+
+
+def git_state() -> dict[str, Any]:
+    return {
         "git_commit": _run(["git", "rev-parse", "HEAD"]).strip() or None,
         "git_uncommitted_changes": bool(_run(["git", "status", "--porcelain", "--", "src"])),
     }
@@ -99,6 +105,19 @@ async def _pg_version(dsn: str) -> str:
         return str(await conn.fetchval("SHOW server_version"))
     finally:
         await conn.close()
+
+
+def _commits(results: dict[str, Any]) -> str:
+    commits = []
+    for c in [results.get("environment", {}), *results.get("configs", [])]:
+        if "git_commit" not in c:
+            continue
+        label = str(c["git_commit"])[:12]
+        if c.get("git_uncommitted_changes"):
+            label += " (with uncommitted changes in src/)"
+        if label not in commits:
+            commits.append(label)
+    return ", then ".join(commits)
 
 
 def config_name(c: dict[str, Any]) -> str:
@@ -189,8 +208,7 @@ def markdown(results: dict[str, Any]) -> str:
         f"- Python {env.get('python')}; "
         + ", ".join(f"{name} {version}" for name, version in pk.items()),
         f"- PostgreSQL {env.get('postgresql')}, Redis {env.get('redis')}, {env.get('wrk')}",
-        f"- git {str(env.get('git_commit'))[:12]}"
-        + (" (with uncommitted changes in src/)" if env.get("git_uncommitted_changes") else ""),
+        f"- git {_commits(results)}",
         f"- {opts['users']:,} users, concurrency {opts['concurrency']} "
         f"(wrk, {opts['wrk_threads']} threads, same machine), warm-up "
         f"{opts['warmup_fraction']:.0%} of the users; argon2id "

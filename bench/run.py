@@ -259,7 +259,8 @@ class Bench:
     def run_config(self, backend: str, workers: int) -> dict[str, Any]:
         opts = self.opts
         label = f"{backend}-{workers}w"
-        result: dict[str, Any] = {"backend": backend, "workers": workers}
+        # The tree may change between configurations (others work in it): each says its own.
+        result: dict[str, Any] = {"backend": backend, "workers": workers, **report.git_state()}
         extra = opts.census + census.WARMUP if opts.census else 0
         log(f"== {backend}, {workers} worker(s): seeding {opts.users} + {extra} users")
         self.fresh_database(backend)
