@@ -40,7 +40,7 @@ class Settings(BaseSettings):
     )
     redis_prefix: str = "mfa:"
     # Connections per process, and how long a request waits for one before answering 503.
-    database_pool_size: int = Field(default=10, ge=1)
+    database_pool_size: int = Field(default=20, ge=1)
     database_pool_timeout: float = Field(default=5.0, gt=0)
 
     issuer: str = "http://localhost:8000"

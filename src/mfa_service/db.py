@@ -29,7 +29,7 @@ def create_engine(settings: Settings) -> AsyncEngine:
             url,
             hide_parameters=True,
             pool_size=settings.database_pool_size,
-            max_overflow=settings.database_pool_size,
+            max_overflow=0,  # an overflow connection is closed on return: churn under load
             pool_timeout=settings.database_pool_timeout,
             connect_args={"timeout": 30},
         )
@@ -41,7 +41,7 @@ def create_engine(settings: Settings) -> AsyncEngine:
         url,
         hide_parameters=True,
         pool_size=settings.database_pool_size,
-        max_overflow=settings.database_pool_size,
+        max_overflow=0,  # an overflow connection is closed on return: churn under load
         pool_timeout=settings.database_pool_timeout,
         # A stalled (not refusing) server must become a quick 503, not a hung request.
         connect_args={"timeout": 3, "command_timeout": 5},
