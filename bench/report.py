@@ -124,8 +124,13 @@ def config_name(c: dict[str, Any]) -> str:
     return f"{'PostgreSQL' if c['backend'] == 'postgres' else 'SQLite'}, {c['workers']}w"
 
 
-def _ratio(a: float, b: float) -> float | None:
-    return round(a / b, 3) if b else None
+def _ratio(a: float | None, b: float | None) -> float | None:
+    return round(a / b, 3) if a is not None and b else None
+
+
+def _get(c: dict[str, Any], run: str, field: str) -> Any:
+    """A figure of one run of a configuration; None when the run did not happen."""
+    return (c.get(run) or {}).get(field)
 
 
 def targets(results: dict[str, Any]) -> list[dict[str, Any]]:
@@ -139,8 +144,11 @@ def targets(results: dict[str, Any]) -> list[dict[str, Any]]:
         )
 
     for c in results.get("configs", []):
+        if "error" in c:
+            add("configuration completed", c, c["error"], "no error", False)
+            continue
         if c["workers"] == 1:
-            ratio = _ratio(c["challenge"]["rps"], c["floor"]["rps"])
+            ratio = _ratio(_get(c, "challenge", "rps"), _get(c, "floor", "rps"))
             limit = LIMITS["challenge_floor"]
             add("challenge ÷ floor", c, ratio, f"≥ {limit}", ratio is not None and ratio >= limit)
         bad = 0
@@ -152,7 +160,7 @@ def targets(results: dict[str, Any]) -> list[dict[str, Any]]:
             bad += r.get("non2xx", 0) + r.get("unanswered", 0)
             bad += e.get("connect", 0) + e.get("write", 0) + e.get("timeout", 0)
         add("no non-2xx, unanswered or timed-out request", c, bad, "= 0", bad == 0)
-        ratio = _ratio(c["login"]["rps"], c["argon2_raw"]["verifies_per_s"])
+        ratio = _ratio(_get(c, "login", "rps"), _get(c, "argon2_raw", "verifies_per_s"))
         limit = LIMITS["login_argon2"]
         add("login ÷ raw argon2", c, ratio, f"≥ {limit}", ratio is not None and ratio >= limit)
         p99 = c.get("healthz_under_login", {}).get("latency_ms", {}).get("p99")
@@ -310,15 +318,15 @@ def markdown(results: dict[str, Any]) -> str:
         "|---|---:|---:|---:|---:|---|---|---|",
     ]
     for c in results.get("configs", []):
-        argon2 = c["argon2_raw"]
+        argon2 = _get(c, "argon2_raw", "verifies_per_s")
         lines.append(
             _row(
                 [
                     config_name(c),
-                    _ratio(c["challenge"]["rps"], c["floor"]["rps"]),
-                    _ratio(c["login"]["rps"], argon2["verifies_per_s"]),
-                    argon2["verifies_per_s"],
-                    argon2["single_verify_ms"],
+                    _ratio(_get(c, "challenge", "rps"), _get(c, "floor", "rps")),
+                    _ratio(_get(c, "login", "rps"), argon2),
+                    argon2,
+                    _get(c, "argon2_raw", "single_verify_ms"),
                     ", ".join(f"{m:.1f}" for m in c.get("peak_rss_mb", [])),
                     ", ".join(f"{m:.1f}" for m in c.get("rss_after_start_mb", [])),
                     ", ".join(f"{m:.1f}" for m in c.get("rss_after_login_mb", [])),

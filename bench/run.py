@@ -256,6 +256,20 @@ class Bench:
 
     # -- one configuration ------------------------------------------------------------------
 
+    def run_config_safely(self, backend: str, workers: int) -> dict[str, Any]:
+        """One configuration; a failure is recorded in its results and the run goes on."""
+        try:
+            return self.run_config(backend, workers)
+        except Exception as exc:
+            log(f"ERROR in {backend}, {workers} worker(s): {type(exc).__name__}: {exc}")
+            with contextlib.suppress(Exception):
+                self.drop_database(backend)
+            return {
+                "backend": backend,
+                "workers": workers,
+                "error": f"{type(exc).__name__}: {str(exc)[:300]}",
+            }
+
     def run_config(self, backend: str, workers: int) -> dict[str, Any]:
         opts = self.opts
         label = f"{backend}-{workers}w"
@@ -518,7 +532,7 @@ def main(argv: list[str] | None = None) -> int:
         results["environment"] = report.environment(opts.admin_dsn, bench.redis)
         for backend in opts.backends:
             for workers in opts.workers:
-                results["configs"].append(bench.run_config(backend, workers))
+                results["configs"].append(bench.run_config_safely(backend, workers))
     except KeyboardInterrupt:
         log("interrupted: cleaning up")
         raise
