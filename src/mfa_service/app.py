@@ -17,7 +17,7 @@ from mfa_service.audit import routes as audit_routes
 from mfa_service.challenges import routes as challenges_routes
 from mfa_service.clock import Clock, SystemClock
 from mfa_service.config import Settings
-from mfa_service.db import create_engine, create_sessionmaker
+from mfa_service.db import create_engine, create_sessionmaker, open_pool
 from mfa_service.docs import install_docs
 from mfa_service.errors import install_handlers
 from mfa_service.factors import routes as factors_routes
@@ -72,6 +72,7 @@ def create_app(settings: Settings | None = None, clock: Clock | None = None) -> 
             sessionmaker = create_sessionmaker(engine)
             keys = KeyStore(sessionmaker, box, settings, clock)
             await keys.reload()
+            await open_pool(engine, settings)
             await hasher.start()
             app.state.services = Services(
                 settings=settings,

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import functools
 import logging
 from collections.abc import AsyncIterator
@@ -48,6 +49,18 @@ def create_engine(settings: Settings) -> AsyncEngine:
     )
     event.listen(engine.sync_engine.pool, "checkout", _drop_closed_connection)
     return engine
+
+
+async def open_pool(engine: AsyncEngine, settings: Settings) -> None:
+    """Open the pool's connections now: opened lazily, the first burst of requests would
+    queue behind 20 connection handshakes at once, and some would time out waiting."""
+    if settings.is_sqlite:
+        return
+    connections = [engine.connect() for _ in range(settings.database_pool_size)]
+    opened = await asyncio.gather(*(c.start() for c in connections), return_exceptions=True)
+    for connection, result in zip(connections, opened, strict=True):
+        if not isinstance(result, BaseException):
+            await connection.close()
 
 
 def _drop_closed_connection(_dbapi_connection: Any, record: Any, _proxy: Any) -> None:
