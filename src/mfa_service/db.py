@@ -23,30 +23,23 @@ logger = logging.getLogger(__name__)
 
 def create_engine(settings: Settings) -> AsyncEngine:
     url = settings.effective_database_url
+    options: dict[str, Any] = {
+        # SQL errors must not carry hashes or emails into logs.
+        "hide_parameters": True,
+        "pool_size": settings.database_pool_size,
+        # An overflow connection is closed on return: reopened under load, inside requests.
+        "max_overflow": 0,
+        "pool_timeout": settings.database_pool_timeout,
+    }
     if settings.is_sqlite:
         if settings.database_url is None:
             settings.data_dir.mkdir(parents=True, exist_ok=True)
-        engine = create_async_engine(
-            url,
-            hide_parameters=True,
-            pool_size=settings.database_pool_size,
-            max_overflow=0,  # an overflow connection is closed on return: churn under load
-            pool_timeout=settings.database_pool_timeout,
-            connect_args={"timeout": 30},
-        )
+        engine = create_async_engine(url, connect_args={"timeout": 30}, **options)
         event.listen(engine.sync_engine, "connect", _sqlite_pragmas)
         event.listen(engine.sync_engine, "begin", _begin_immediate)
         return engine
-    # hide_parameters: SQL errors must not carry hashes or emails into logs.
-    engine = create_async_engine(
-        url,
-        hide_parameters=True,
-        pool_size=settings.database_pool_size,
-        max_overflow=0,  # an overflow connection is closed on return: churn under load
-        pool_timeout=settings.database_pool_timeout,
-        # A stalled (not refusing) server must become a quick 503, not a hung request.
-        connect_args={"timeout": 3, "command_timeout": 5},
-    )
+    # A stalled (not refusing) server must become a quick 503, not a hung request.
+    engine = create_async_engine(url, connect_args={"timeout": 3, "command_timeout": 5}, **options)
     event.listen(engine.sync_engine.pool, "checkout", _drop_closed_connection)
     return engine
 
