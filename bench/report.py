@@ -223,7 +223,10 @@ def markdown(results: dict[str, Any]) -> str:
         f"{opts['argon2']['memory_kib']} KiB / t={opts['argon2']['time_cost']} / "
         f"p={opts['argon2']['parallelism']}"
         + ("; **quick run**" if opts.get("quick") else "")
-        + f"; the run took {results.get('total_seconds', 0) / 60:.1f} min",
+        + f"; the run took {results.get('total_seconds', 0) / 60:.1f} min"
+        + (
+            "; **interrupted**: only what was measured before" if results.get("interrupted") else ""
+        ),
         "",
         "## Targets",
         "",

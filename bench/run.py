@@ -534,8 +534,8 @@ def main(argv: list[str] | None = None) -> int:
             for workers in opts.workers:
                 results["configs"].append(bench.run_config_safely(backend, workers))
     except KeyboardInterrupt:
-        log("interrupted: cleaning up")
-        raise
+        log("interrupted: cleaning up; the results so far are written")
+        results["interrupted"] = True
     finally:
         for backend in opts.backends:
             with contextlib.suppress(Exception):
@@ -554,4 +554,4 @@ def main(argv: list[str] | None = None) -> int:
     (opts.out / "latest.md").write_text(markdown)
     sys.stdout.write(markdown)
     log(f"written: {opts.out / 'latest.json'}, {opts.out / 'latest.md'}")
-    return 0
+    return 130 if results.get("interrupted") else 0
