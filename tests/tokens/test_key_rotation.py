@@ -29,17 +29,20 @@ async def test_rotation_publishes_first_then_signs_then_drops_the_old_key(
     settings = settings_for(backend)
     async with running_app(settings, clock) as client:
         _, before = await registered_login(client)
-        old_kid = jwt.get_unverified_header(before["access_token"])["kid"]
+        env = {
+            "MFA_DATABASE_URL": backend.database_url,
+            "MFA_DATA_KEY": backend.data_key,
+            "MFA_DATA_DIR": str(backend.data_dir),
+        }
+        listed = run_cli("keys", "list", **env)
+        assert listed.returncode == 0, listed.stderr
+        # The key `keys rotate` retires. (The database is shared with other tests, whose clocks
+        # differ: `before` may have been signed by an even older key, still published.)
+        old_kid = next(line.split()[0] for line in listed.stdout.splitlines() if "active" in line)
 
         # The CLI stamps the retirement with the real time, somewhere in [t0, t1].
         t0 = time.time()
-        rotated = run_cli(
-            "keys",
-            "rotate",
-            MFA_DATABASE_URL=backend.database_url,
-            MFA_DATA_KEY=backend.data_key,
-            MFA_DATA_DIR=str(backend.data_dir),
-        )
+        rotated = run_cli("keys", "rotate", **env)
         assert rotated.returncode == 0, rotated.stderr
         t1 = time.time()
         new_kid = rotated.stdout.split("new active signing key ")[1].split()[0]
