@@ -6,6 +6,7 @@ the others at their next reload: when they meet an unknown `kid`, or after `RELO
 
 from __future__ import annotations
 
+import asyncio
 import json
 import secrets
 from dataclasses import dataclass, field
@@ -173,6 +174,7 @@ class KeyStore:
         self._clock = clock
         self._ring: KeyRing | None = None
         self._loaded_at = 0.0
+        self._reloading = asyncio.Lock()
 
     async def reload(self) -> KeyRing:
         async with self._sessionmaker() as db:
@@ -182,9 +184,18 @@ class KeyStore:
         return self._ring
 
     async def ring(self, max_age: float = RELOAD_SECONDS) -> KeyRing:
-        if self._ring is None or self._clock.time() - self._loaded_at > max_age:
-            return await self.reload()
-        return self._ring
+        # One reload at a time: concurrent requests that all found the ring stale each took a
+        # second pooled connection while holding their own, and ran the pool dry (benchmark).
+        # While one request reloads, the others keep signing with the current ring.
+        if self._ring is not None and (
+            self._clock.time() - self._loaded_at <= max_age or self._reloading.locked()
+        ):
+            return self._ring
+        async with self._reloading:
+            if self._ring is None or self._clock.time() - self._loaded_at > max_age:
+                await self.reload()
+            assert self._ring is not None
+            return self._ring
 
     async def public_key(self, kid: str) -> PublicKey | None:
         ring = await self.ring()
