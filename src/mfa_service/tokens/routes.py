@@ -5,6 +5,7 @@ from typing import Any
 from fastapi import APIRouter, Response
 
 from mfa_service.services import ServicesDep
+from mfa_service.tokens.access import REQUIRED_CLAIMS
 from mfa_service.tokens.keys import PUBLISH_RELOAD_SECONDS
 
 router = APIRouter(tags=["discovery"])
@@ -29,17 +30,6 @@ async def discovery(svc: ServicesDep) -> dict[str, Any]:
             "client_secret_post",
         ],
         "access_token_signing_alg_values_supported": [s.jwt_algorithm],
-        "claims_supported": [
-            "iss",
-            "aud",
-            "sub",
-            "iat",
-            "nbf",
-            "exp",
-            "jti",
-            "auth_time",
-            "amr",
-            "sid",
-        ],
+        "claims_supported": REQUIRED_CLAIMS,
         "amr_values_supported": ["pwd", "mfa", "otp", "recovery"],
     }
