@@ -68,6 +68,16 @@ class Settings(BaseSettings):
     # Services allowed to call /oauth/introspect: "client-id:secret,other-id:secret".
     introspection_clients: Annotated[dict[str, SecretStr], NoDecode] = {}
     trusted_proxies: Annotated[list[IPNetwork], NoDecode] = []
+    # Which header a trusted proxy writes the client's address in (the other one is ignored).
+    proxy_header: Literal["x-forwarded-for", "forwarded"] = "x-forwarded-for"
+
+    # Registration attempts per client IP (every attempt counts, whatever its answer).
+    register_ip_max: int = Field(default=20, ge=1)
+    register_window_seconds: int = Field(default=3600, ge=1)
+    # Request bodies larger than this answer 413 without being read further.
+    max_body_bytes: int = Field(default=65536, ge=1024)
+    # Enrolling a factor needs an authentication event at most this old (RFC 9470 max_age).
+    reauth_max_age: int = Field(default=300, ge=30, le=3600)
 
     # Password hashing: argon2id, OWASP minimum by default.
     argon2_memory_kib: int = Field(default=19456, ge=19456)
@@ -83,6 +93,11 @@ class Settings(BaseSettings):
         if isinstance(value, str):
             return [part.strip() for part in value.split(",") if part.strip()]
         return value
+
+    @field_validator("proxy_header", mode="before")
+    @classmethod
+    def _lower_header(cls, value: object) -> object:
+        return value.strip().lower() if isinstance(value, str) else value
 
     @field_validator("trusted_proxies", mode="before")
     @classmethod

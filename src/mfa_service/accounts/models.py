@@ -18,3 +18,6 @@ class User(SQLModel, table=True):
     mfa_enabled: bool = Field(default=False)
     created_at: datetime = Field(sa_type=UTCDateTime)
     password_changed_at: datetime = Field(sa_type=UTCDateTime)
+    # Bumped by every password or second-factor change: a session lives only while it was
+    # made under the current version, so no login in flight during a change outlives it.
+    credentials_version: int = Field(default=0)

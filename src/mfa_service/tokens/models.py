@@ -21,3 +21,5 @@ class SigningKey(SQLModel, table=True):
     created_at: datetime = Field(sa_type=UTCDateTime)
     # A newer key took over; stays published until its last token has expired.
     retired_at: datetime | None = Field(default=None, sa_type=UTCDateTime)
+    # Emergency revocation (`keys revoke`): unpublished at once, its tokens refused.
+    revoked_at: datetime | None = Field(default=None, sa_type=UTCDateTime)
