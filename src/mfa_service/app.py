@@ -23,6 +23,7 @@ from mfa_service.errors import install_handlers
 from mfa_service.factors import routes as factors_routes
 from mfa_service.factors.throttle import FactorThrottle
 from mfa_service.health import router as health_router
+from mfa_service.http_guards import HttpGuards
 from mfa_service.introspection import routes as introspection_routes
 from mfa_service.limits.login import LoginLimiter
 from mfa_service.redis_client import create_redis
@@ -107,6 +108,8 @@ def create_app(settings: Settings | None = None, clock: Clock | None = None) -> 
     )
     install_handlers(app)
     install_docs(app)
+    # Added before CORS, so CORS wraps it: a cross-origin client can read the 413.
+    app.add_middleware(HttpGuards, max_body_bytes=settings.max_body_bytes)
     if settings.cors_origins:
         app.add_middleware(
             CORSMiddleware,

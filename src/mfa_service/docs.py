@@ -2,20 +2,40 @@
 
 from __future__ import annotations
 
+import os
 from importlib import resources
+from os import PathLike
 
 from fastapi import FastAPI
 from fastapi.openapi.docs import get_swagger_ui_html
 from fastapi.responses import HTMLResponse
 from fastapi.staticfiles import StaticFiles
+from starlette.responses import Response
+from starlette.types import Scope
 
 ASSETS = "/docs/assets"
+
+
+class _Assets(StaticFiles):
+    """Public files, not `no-store` like every API answer: a browser keeps them and asks
+    again with the ETag (a 304), so an upgraded package is never served stale."""
+
+    def file_response(
+        self,
+        full_path: PathLike[str] | str,
+        stat_result: os.stat_result,
+        scope: Scope,
+        status_code: int = 200,
+    ) -> Response:
+        response = super().file_response(full_path, stat_result, scope, status_code)
+        response.headers["Cache-Control"] = "no-cache"
+        return response
 
 
 def install_docs(app: FastAPI) -> None:
     # fastapi-swagger ships a current swagger-ui-dist (5.x, which reads OpenAPI 3.1).
     assets = resources.files("fastapi_swagger").joinpath("resources")
-    app.mount(ASSETS, StaticFiles(directory=str(assets)), name="swagger-assets")
+    app.mount(ASSETS, _Assets(directory=str(assets)), name="swagger-assets")
 
     @app.get("/docs", include_in_schema=False)
     async def swagger_ui() -> HTMLResponse:

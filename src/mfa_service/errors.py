@@ -171,6 +171,13 @@ class WeakPassword(ServiceError):
     detail = "The password is too common."
 
 
+class PayloadTooLarge(ServiceError):
+    status = 413
+    code = "payload_too_large"
+    title = "Request body too large"
+    detail = "The request body is larger than this service accepts."
+
+
 class RateLimited(ServiceError):
     status = 429
     code = "rate_limited"
