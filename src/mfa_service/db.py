@@ -6,16 +6,19 @@ import asyncio
 import functools
 import logging
 from collections.abc import AsyncIterator
+from pathlib import Path
 from typing import Annotated, Any
 
 import sqlmodel
 from fastapi import Depends, Request
 from sqlalchemy import Insert, Table, bindparam, event, insert
+from sqlalchemy.engine import make_url
 from sqlalchemy.exc import DisconnectionError
 from sqlalchemy.ext.asyncio import AsyncEngine, async_sessionmaker, create_async_engine
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 from mfa_service.config import Settings
+from mfa_service.data_dir import create_private_file, ensure_data_dir
 from mfa_service.errors import ServiceError
 
 logger = logging.getLogger(__name__)
@@ -33,7 +36,11 @@ def create_engine(settings: Settings) -> AsyncEngine:
     }
     if settings.is_sqlite:
         if settings.database_url is None:
-            settings.data_dir.mkdir(parents=True, exist_ok=True)
+            ensure_data_dir(settings.data_dir)
+        # Created 0600 before SQLite creates it with the umask's mode (and its -wal, -shm).
+        database = make_url(url).database
+        if database and database != ":memory:" and not database.startswith("file:"):
+            create_private_file(Path(database))
         engine = create_async_engine(url, connect_args={"timeout": 30}, **options)
         event.listen(engine.sync_engine, "connect", _sqlite_pragmas)
         event.listen(engine.sync_engine, "begin", _begin_immediate)

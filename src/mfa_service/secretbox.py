@@ -18,6 +18,7 @@ from pathlib import Path
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
 from mfa_service.config import Settings, decode_key
+from mfa_service.data_dir import ensure_data_dir
 
 KEY_FILE = "data.key"
 
@@ -71,6 +72,7 @@ def load_secret_box(settings: Settings) -> SecretBox:
         return SecretBox(_decode(settings.data_key.get_secret_value()))
     if settings.env == "production":
         raise DataKeyError("MFA_DATA_KEY is required when MFA_ENV=production")
+    ensure_data_dir(settings.data_dir)
     path = settings.data_dir / KEY_FILE
     if not path.exists():
         _create_exclusively(path, generate_data_key())
@@ -78,8 +80,7 @@ def load_secret_box(settings: Settings) -> SecretBox:
 
 
 def _create_exclusively(path: Path, content: str) -> None:
-    """Write a file atomically, keeping the first one if several processes race."""
-    path.parent.mkdir(parents=True, exist_ok=True)
+    """Write a file 0600 atomically, keeping the first one if several processes race."""
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".tmp-key-")
     try:
         os.fchmod(fd, 0o600)
