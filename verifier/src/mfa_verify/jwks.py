@@ -12,6 +12,7 @@ import logging
 from collections.abc import Callable, Collection
 from dataclasses import dataclass
 from typing import Any
+from urllib.parse import urlsplit
 
 import httpx
 import jwt
@@ -95,6 +96,11 @@ class JWKSCache:
     ) -> None:
         if jwks_url is None and discovery_url is None:
             raise ValueError("jwks_url or discovery_url is required")
+        # Keys fetched over plain http could be anyone's: an https issuer's keys come over
+        # https (a key set is only as trustworthy as the channel it came by).
+        self._https_only = _is_https(issuer)
+        if self._https_only and jwks_url is not None and not _is_https(jwks_url):
+            raise ValueError(f"the issuer is https, so jwks_url must be https too: {jwks_url}")
         self._http = http
         self._time = time
         self._algorithms = frozenset(algorithms)
@@ -202,6 +208,8 @@ class JWKSCache:
         jwks_uri = document.get("jwks_uri")
         if not isinstance(jwks_uri, str) or not jwks_uri.startswith(("https://", "http://")):
             raise JWKSUnavailable("the discovery document has no usable jwks_uri")
+        if self._https_only and not _is_https(jwks_uri):
+            raise JWKSUnavailable("the discovery document's jwks_uri is not https")
         self._url = jwks_uri
         return jwks_uri
 
@@ -214,4 +222,11 @@ class JWKSCache:
             raise JWKSUnavailable(f"the issuer is unreachable ({type(exc).__name__})") from exc
         if response.status_code != 200:
             raise JWKSUnavailable(f"the issuer answered HTTP {response.status_code}")
+        if self._https_only and response.url.scheme != "https":
+            # An http client given to us may follow redirects: from https to plain http, no.
+            raise JWKSUnavailable("the issuer's documents came over plain http")
         return response
+
+
+def _is_https(url: str) -> bool:
+    return urlsplit(url).scheme.lower() == "https"
