@@ -29,8 +29,8 @@ WARMUP = 15
 SCRIPTS = [
     ("mfa_service.factors.throttle", "BEGIN", "throttle.begin"),
     ("mfa_service.factors.throttle", "FINISH", "throttle.finish"),
-    ("mfa_service.limits.login", "CHECK", "login.check"),
-    ("mfa_service.limits.login", "ADD", "login.add"),
+    ("mfa_service.limits.attempts", "RESERVE", "limits.reserve"),
+    ("mfa_service.limits.attempts", "SETTLE", "limits.settle"),
     ("mfa_service.challenges.store", "CREATE", "challenge.create"),
 ]
 

@@ -268,6 +268,17 @@ async def mfa_user(client: httpx.AsyncClient, clock: FakeClock) -> MfaUser:
     return MfaUser(email, secret, confirm.json()["backup_codes"], tokens["access_token"])
 
 
+async def mfa_login(client: httpx.AsyncClient, user: MfaUser, clock: FakeClock) -> dict[str, Any]:
+    """Log in with the password and the current TOTP code (which that uses up)."""
+    token = await challenge(client, user.email)
+    r = await client.post(
+        "/mfa/challenge", json={"challenge_token": token, "code": totp_code(user.secret, clock)}
+    )
+    assert r.status_code == 200, r.text
+    body: dict[str, Any] = r.json()
+    return body
+
+
 async def challenge(client: httpx.AsyncClient, email: str, password: str = PASSWORD) -> str:
     body = await login(client, email, password)
     assert body["status"] == "mfa_required", body

@@ -19,12 +19,13 @@ from mfa_service.clock import Clock, SystemClock
 from mfa_service.config import Settings
 from mfa_service.db import create_engine, create_sessionmaker, open_pool
 from mfa_service.docs import install_docs
-from mfa_service.errors import install_handlers
+from mfa_service.errors import PayloadTooLarge, install_handlers, responses
 from mfa_service.factors import routes as factors_routes
 from mfa_service.factors.throttle import FactorThrottle
 from mfa_service.health import router as health_router
 from mfa_service.http_guards import HttpGuards
 from mfa_service.introspection import routes as introspection_routes
+from mfa_service.limits.attempts import AttemptLimiter
 from mfa_service.limits.login import LoginLimiter
 from mfa_service.redis_client import create_redis
 from mfa_service.secretbox import SecretBox, load_secret_box
@@ -75,6 +76,7 @@ def create_app(settings: Settings | None = None, clock: Clock | None = None) -> 
             await keys.reload()
             await open_pool(engine, settings)
             await hasher.start()
+            limiter = AttemptLimiter(redis, clock)
             app.state.services = Services(
                 settings=settings,
                 clock=clock,
@@ -84,8 +86,8 @@ def create_app(settings: Settings | None = None, clock: Clock | None = None) -> 
                 box=box,
                 keys=keys,
                 hasher=hasher,
-                throttle=FactorThrottle(redis, settings, clock),
-                login_limiter=LoginLimiter(redis, settings, clock),
+                throttle=FactorThrottle(limiter, settings),
+                login_limiter=LoginLimiter(limiter, settings),
             )
             logger.info(
                 "mfa-service ready: database %s, redis %s",
@@ -105,6 +107,8 @@ def create_app(settings: Settings | None = None, clock: Clock | None = None) -> 
         lifespan=lifespan,
         docs_url=None,
         redoc_url=None,  # ReDoc loads scripts and fonts from CDNs
+        # Any route: HttpGuards refuses a large body before routing.
+        responses=responses(PayloadTooLarge),
     )
     install_handlers(app)
     install_docs(app)

@@ -77,6 +77,30 @@ class InvalidToken(ServiceError):
         )
 
 
+class InsufficientUserAuthentication(ServiceError):
+    """RFC 9470: the token is valid, but its authentication event is too old or too weak for
+    this action. Prove yourself again (step-up or reauthenticate) and retry."""
+
+    status = 401
+    code = "insufficient_user_authentication"
+    title = "Recent authentication required"
+    detail = (
+        "This action needs a recent authentication: call POST /mfa/step-up (users with a "
+        "second factor) or POST /auth/reauthenticate, then retry with the new access token."
+    )
+
+    def __init__(self, max_age: int):
+        challenge = f'Bearer error="insufficient_user_authentication", max_age={max_age}'
+        super().__init__(headers={"WWW-Authenticate": challenge})
+
+
+class StepUpRequired(ServiceError):
+    status = 403
+    code = "step_up_required"
+    title = "Step-up required"
+    detail = "This account has a second factor: prove it with POST /mfa/step-up instead."
+
+
 class OAuthError(ServiceError):
     """An RFC 6749 error: the problem body also carries OAuth's `error` member."""
 

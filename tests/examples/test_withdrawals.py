@@ -129,14 +129,6 @@ async def test_password_only_session_steps_up_after_enrolling(
     assert (await withdraw(bank, fresh)).status_code == 200
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="mfa-service: a step-up keeps the session's amr and refreshes auth_time, so a "
-    "backup-code step-up after a TOTP login yields a fresh token with 'otp' in amr although "
-    "no TOTP code was proven recently (SPEC section 2, 'A step-up token keeps the session's "
-    "amr'). A verifier cannot tell; the issuer should drop earlier second factors from amr "
-    "when auth_time moves.",
-)
 async def test_recent_backup_code_does_not_pass_for_recent_totp(
     issuer: Issuer, bank: httpx.AsyncClient, clock: FakeClock
 ) -> None:

@@ -117,7 +117,7 @@ async def test_regenerate_needs_mfa(client: httpx.AsyncClient) -> None:
     assert r.json()["code"] == "mfa_not_enabled"
 
 
-async def test_step_up_refreshes_auth_time_and_adds_the_factor(
+async def test_step_up_refreshes_auth_time_and_names_only_the_factor_it_proved(
     client: httpx.AsyncClient, clock: FakeClock
 ) -> None:
     user = await mfa_user(client, clock)
@@ -143,7 +143,8 @@ async def test_step_up_refreshes_auth_time_and_adds_the_factor(
     stepped = jwt.decode(r.json()["access_token"], options={"verify_signature": False})
     assert stepped["auth_time"] == int(clock.time())
     assert stepped["auth_time"] - first["auth_time"] == 600
-    assert stepped["amr"] == ["pwd", "mfa", "recovery", "otp"]
+    # A step-up is a new authentication event: its amr is what it proved (SPEC §3).
+    assert stepped["amr"] == ["mfa", "otp"]
     assert stepped["sid"] == first["sid"]
     events = await client.get(
         "/users/me/events", headers=bearer(r.json()["access_token"]), params={"limit": 3}

@@ -58,7 +58,10 @@ async def test_twenty_concurrent_requests_with_one_code_yield_one_token(
     code = totp_code(user.secret, clock)
     answers = await asyncio.gather(*[answer(client, t, code=code) for t in tokens])
     statuses = sorted(a.status_code for a in answers)
-    assert statuses == [200] + [401] * 19, statuses
+    # One token; the rest are replays (401), or refused unjudged (429) while the user's
+    # failure limit was taken by attempts in flight.
+    assert statuses.count(200) == 1, statuses
+    assert set(statuses) <= {200, 401, 429}, statuses
 
 
 async def test_twenty_concurrent_uses_of_one_backup_code_yield_one_token(
@@ -70,7 +73,7 @@ async def test_twenty_concurrent_uses_of_one_backup_code_yield_one_token(
     answers = await asyncio.gather(*[answer(client, t, backup_code=backup) for t in tokens])
     winners = [a for a in answers if a.status_code == 200]
     assert len(winners) == 1, sorted(a.status_code for a in answers)
-    assert all(a.status_code == 401 for a in answers if a.status_code != 200)
+    assert all(a.status_code in (401, 429) for a in answers if a.status_code != 200)
     state = await client.get("/mfa", headers=bearer(winners[0].json()["access_token"]))
     assert state.json()["backup_codes"]["remaining"] == 9
 

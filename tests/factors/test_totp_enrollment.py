@@ -3,6 +3,7 @@ from __future__ import annotations
 import base64
 import re
 import urllib.parse
+import uuid
 
 import cv2
 import httpx
@@ -14,6 +15,7 @@ from tests.support import (
     bearer,
     challenge,
     login,
+    mfa_login,
     mfa_user,
     registered_login,
     totp_code,
@@ -98,7 +100,10 @@ async def test_the_whole_journey(client: httpx.AsyncClient, clock: FakeClock) ->
     assert challenge_body["status"] == "mfa_required"
     assert challenge_body["expires_in"] == 300
     assert challenge_body["methods"] == ["totp", "backup_code"]
-    assert len(challenge_body["challenge_token"].split(".")[1]) >= 43  # >= 256 random bits
+    opaque = challenge_body["challenge_token"]
+    assert len(opaque) >= 43 and "." not in opaque  # >= 256 bits, and not a JWT
+    user_id = uuid.UUID((await client.get("/users/me", headers=auth)).json()["id"])
+    assert user_id.hex not in opaque and str(user_id) not in opaque  # it names nobody
 
     answer = await client.post(
         "/mfa/challenge",
@@ -120,7 +125,7 @@ async def test_after_activation_the_secret_is_never_served(
     client: httpx.AsyncClient, clock: FakeClock
 ) -> None:
     user = await mfa_user(client, clock)
-    auth = bearer(user.access_token)
+    auth = bearer((await mfa_login(client, user, clock))["access_token"])  # recent, with mfa
     again = await client.post("/mfa/totp/setup", headers=auth)
     assert again.status_code == 409
     assert again.json()["code"] == "totp_already_enabled"

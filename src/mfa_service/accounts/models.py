@@ -20,4 +20,4 @@ class User(SQLModel, table=True):
     password_changed_at: datetime = Field(sa_type=UTCDateTime)
     # Bumped by every password or second-factor change: a session lives only while it was
     # made under the current version, so no login in flight during a change outlives it.
-    credentials_version: int = Field(default=0)
+    credentials_version: int = Field(default=0, sa_column_kwargs={"server_default": "0"})

@@ -7,6 +7,7 @@ from mfa_service.accounts.schemas import (
     Credentials,
     MeOut,
     PasswordChangeRequest,
+    ReauthenticateRequest,
     RegisterRequest,
     UserOut,
 )
@@ -20,6 +21,7 @@ from mfa_service.errors import (
     Overloaded,
     RateLimited,
     ServiceUnavailable,
+    StepUpRequired,
     WeakPassword,
     responses,
 )
@@ -37,11 +39,14 @@ router = APIRouter()
     response_model=UserOut,
     tags=["accounts"],
     summary="Create an account",
-    responses=responses(EmailTaken, WeakPassword, Overloaded),
+    responses=responses(EmailTaken, WeakPassword, RateLimited, Overloaded),
 )
-async def register(body: RegisterRequest, db: SessionDep, svc: ServicesDep) -> UserOut:
-    """Passwords are 8–128 characters; the most common passwords are refused."""
-    user = await service.register(db, svc, body.email, body.password)
+async def register(
+    body: RegisterRequest, db: SessionDep, svc: ServicesDep, client: ClientDep
+) -> UserOut:
+    """Passwords are 8–128 characters; the most common passwords are refused. Each client
+    IP may try 20 times an hour, whatever the answers (then 429)."""
+    user = await service.register(db, svc, client, body.email, body.password)
     return UserOut(id=user.id, email=user.email, mfa_enabled=user.mfa_enabled)
 
 
@@ -60,6 +65,29 @@ async def login(
     Unknown email and wrong password give the same answer.
     """
     return await service.login(db, svc, client, body.email, body.password)
+
+
+@router.post(
+    "/auth/reauthenticate",
+    response_model=TokenResponse,
+    tags=["accounts"],
+    summary="Prove the password again for a fresh auth_time",
+    responses=responses(
+        InvalidToken, InvalidCredentials, StepUpRequired, RateLimited, ServiceUnavailable
+    ),
+)
+async def reauthenticate(
+    body: ReauthenticateRequest,
+    claims: CurrentClaims,
+    db: SessionDep,
+    svc: ServicesDep,
+    client: ClientDep,
+) -> TokenResponse:
+    """For a user without a second factor, before an action that needs a recent
+    authentication (enrolling TOTP): same session, new tokens whose `auth_time` is now and
+    whose `amr` is `["pwd"]`. Counted like a login. A user with a second factor gets 403
+    `step_up_required`: use `POST /mfa/step-up`."""
+    return await service.reauthenticate(db, svc, client, claims, body.password)
 
 
 @router.post(

@@ -25,6 +25,14 @@ class RegisterRequest(Credentials):
     password: str = PasswordField
 
 
+class ReauthenticateRequest(BaseModel):
+    model_config = ConfigDict(
+        json_schema_extra={"examples": [{"password": "correct horse battery staple"}]}
+    )
+
+    password: str = Field(min_length=1, max_length=MAX_LENGTH)
+
+
 class PasswordChangeRequest(BaseModel):
     model_config = ConfigDict(
         json_schema_extra={

@@ -18,6 +18,7 @@ from mfa_service.errors import (
     InvalidCode,
     InvalidCredentials,
     InvalidToken,
+    StepUpRequired,
     WeakPassword,
 )
 from mfa_service.factors import verification
@@ -34,7 +35,12 @@ def normalise_email(email: str) -> str:
     return email.strip().lower()
 
 
-async def register(db: AsyncSession, svc: Services, email: str, password: str) -> User:
+async def register(
+    db: AsyncSession, svc: Services, client: Client, email: str, password: str
+) -> User:
+    # Counted first, whatever the answer: registration is an oracle for which emails exist,
+    # and each attempt costs a hash.
+    await svc.login_limiter.count_registration(client.ip_bucket)
     email = normalise_email(email)
     if is_too_common(password, email):
         raise WeakPassword()
@@ -68,21 +74,20 @@ async def verify_password(
     """Check a password under the guessing limits (login, and re-entry for sensitive
     changes). With no user (unknown email) a dummy hash is checked: same cost, same count."""
     limiter = svc.login_limiter
-    keys = limiter.keys(email, client.ip)
-    await limiter.reserve(keys)
+    attempt = await limiter.reserve_password(email, client.ip_bucket)
     await end_transaction(db)  # no connection (nor SQLite's write lock) held while hashing
     try:
         ok, new_hash = await svc.hasher.verify(password, user.password_hash if user else None)
     except BaseException:
-        await limiter.succeeded(keys)  # no password was checked: give the reservation back
+        await limiter.settle_password(attempt, None)  # nothing was checked: give it back
         raise
+    ok = ok and user is not None
+    await limiter.settle_password(attempt, ok)
     if not ok or user is None:
-        await limiter.failed(keys)
         return False
-    await limiter.succeeded(keys)
-    if new_hash is not None:
-        user.password_hash = new_hash  # hashing parameters were raised since it was stored
-        db.add(user)
+    if new_hash is not None:  # hashing parameters were raised since it was stored
+        # Only over the hash just checked: a password change that won a race keeps its own.
+        await repository.replace_password_hash(db, user.id, user.password_hash, new_hash)
     return True
 
 
@@ -99,9 +104,25 @@ async def login(
         methods = ["totp"]
         if await backup_codes.count_unused(db, user.id):
             methods.append("backup_code")
-        return await challenges.start(svc, user.id, methods)
+        return await challenges.start(svc, user.id, user.credentials_version, methods)
     audit.record(db, svc, client, "login.succeeded", user.id)
-    return await sessions.start_session(db, svc, user_id=user.id, amr=["pwd"])
+    return await sessions.start_session(
+        db, svc, user_id=user.id, amr=["pwd"], credentials_version=user.credentials_version
+    )
+
+
+async def reauthenticate(
+    db: AsyncSession, svc: Services, client: Client, claims: AccessClaims, password: str
+) -> TokenResponse:
+    """A fresh authentication event for the session, by password: for users without a
+    second factor (theirs is a step-up), before enrolling one."""
+    user = await current_user(db, claims)
+    if user.mfa_enabled:
+        raise StepUpRequired()
+    if not await verify_password(db, svc, client, user.email, user, password):
+        raise InvalidCredentials("The password is incorrect.")
+    audit.record(db, svc, client, "reauthenticated", user.id)
+    return await sessions.new_authentication_event(db, svc, claims, ["pwd"])
 
 
 async def current_user(db: AsyncSession, claims: AccessClaims) -> User:

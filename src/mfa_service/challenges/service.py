@@ -16,8 +16,10 @@ from mfa_service.sessions import service as sessions
 from mfa_service.sessions.schemas import TokenResponse
 
 
-async def start(svc: Services, user_id: uuid.UUID, methods: list[str]) -> ChallengeResponse:
-    token = await store.create(svc, user_id)
+async def start(
+    svc: Services, user_id: uuid.UUID, credentials_version: int, methods: list[str]
+) -> ChallengeResponse:
+    token = await store.create(svc, user_id, credentials_version)
     return ChallengeResponse(
         challenge_token=token, expires_in=svc.settings.challenge_ttl, methods=methods
     )
@@ -26,16 +28,15 @@ async def start(svc: Services, user_id: uuid.UUID, methods: list[str]) -> Challe
 async def answer(
     db: AsyncSession, svc: Services, client: Client, token: str, proof: FactorProof
 ) -> TokenResponse:
-    keys, token_hash = store.parse(token, svc.settings.redis_prefix)
+    challenge = store.parse(svc, token)
+    user_id = challenge.keys.user_id
     factor = await verification.prove(
-        db,
-        svc,
-        client,
-        keys.user_id,
-        proof,
-        challenge_key=keys.challenge(token_hash),
-        audit_as="challenge",
+        db, svc, client, user_id, proof, challenge_key=challenge.key, audit_as="challenge"
     )
     return await sessions.start_session(
-        db, svc, user_id=keys.user_id, amr=["pwd", "mfa", factor.amr]
+        db,
+        svc,
+        user_id=user_id,
+        amr=["pwd", "mfa", factor.amr],
+        credentials_version=challenge.credentials_version,
     )

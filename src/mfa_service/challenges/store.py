@@ -1,17 +1,32 @@
 """Challenges in Redis: created at login, voided in bulk; attempts are counted by the
-factor throttle (`factors.throttle`), which shares these keys."""
+factor throttle (`factors.throttle`), which shares these keys.
+
+The challenge token is opaque: AES-GCM (a key derived from the data key) over the user id,
+the credentials version the login was decided on, and 256 random bits. It reveals nothing,
+not even the user; the service opens it to find the user's Redis keys (one cluster slot, one
+round trip), and a forged or altered token fails to open. Redis holds the challenge under the
+SHA-256 of the whole token.
+"""
 
 from __future__ import annotations
 
+import base64
+import binascii
 import hashlib
 import secrets
+import struct
 import uuid
+from dataclasses import dataclass
+
+from cryptography.exceptions import InvalidTag
+from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
 from mfa_service.errors import ChallengeExpired
 from mfa_service.redis_keys import UserKeys
 from mfa_service.services import Services
 
 # KEYS: challenge, generation   ARGV: ttl ms, expiry (ms since the epoch, by our clock)
+# The challenge is an attempt counter (`limits.attempts`) whose window ends at its expiry.
 CREATE = """
 local gen = redis.call('GET', KEYS[2])
 if gen then
@@ -19,31 +34,53 @@ if gen then
 else
   gen = '0'
 end
-redis.call('HSET', KEYS[1], 'g', gen, 'a', 0, 'e', ARGV[2])
+redis.call('HSET', KEYS[1], 'g', gen, 'n', 0, 'p', 0, 'w', ARGV[2], 'l', 0)
 redis.call('PEXPIRE', KEYS[1], ARGV[1])
 return 1
 """
 
+_AAD = b"mfa-service challenge token v1"
+_PAYLOAD = struct.Struct(">16sQ32s")  # user id, credentials version, random
 
-def parse(token: str, prefix: str) -> tuple[UserKeys, str]:
-    """The token is `<user id hex>.<256 random bits>`: the user part picks the Redis shard;
-    the key holds the SHA-256 of the whole token, so a forged user part finds nothing."""
-    user_part, _, _ = token.partition(".")
+
+@dataclass(frozen=True)
+class Challenge:
+    keys: UserKeys
+    key: str  # the challenge's Redis key
+    credentials_version: int
+
+
+def _aead(svc: Services) -> AESGCM:
+    return AESGCM(svc.box.derive("challenge-token"))
+
+
+def parse(svc: Services, token: str) -> Challenge:
+    """The challenge a token names, or ChallengeExpired for anything that is not ours."""
     try:
-        user_id = uuid.UUID(hex=user_part)
-    except ValueError:
+        raw = base64.urlsafe_b64decode(token + "=" * (-len(token) % 4))
+        plain = _aead(svc).decrypt(raw[:12], raw[12:], _AAD)
+        user_bytes, version, _ = _PAYLOAD.unpack(plain)
+    except (binascii.Error, ValueError, InvalidTag, struct.error):
         raise ChallengeExpired() from None
-    return UserKeys(prefix, user_id), hashlib.sha256(token.encode()).hexdigest()
+    return _challenge(svc, token, uuid.UUID(bytes=user_bytes), version)
 
 
-async def create(svc: Services, user_id: uuid.UUID) -> str:
-    token = f"{user_id.hex}.{secrets.token_urlsafe(32)}"
-    keys, token_hash = parse(token, svc.settings.redis_prefix)
+def _challenge(svc: Services, token: str, user_id: uuid.UUID, version: int) -> Challenge:
+    keys = UserKeys(svc.settings.redis_prefix, user_id)
+    return Challenge(keys, keys.challenge(hashlib.sha256(token.encode()).hexdigest()), version)
+
+
+async def create(svc: Services, user_id: uuid.UUID, credentials_version: int) -> str:
+    plain = _PAYLOAD.pack(user_id.bytes, credentials_version, secrets.token_bytes(32))
+    nonce = secrets.token_bytes(12)
+    raw = nonce + _aead(svc).encrypt(nonce, plain, _AAD)
+    token = base64.urlsafe_b64encode(raw).decode().rstrip("=")
+    challenge = _challenge(svc, token, user_id, credentials_version)
     ttl_ms = svc.settings.challenge_ttl * 1000
     # Expiry is decided by the service clock (the Redis TTL only collects the garbage).
     expires_ms = int(svc.clock.time() * 1000) + ttl_ms
     await svc.redis.register_script(CREATE)(
-        keys=[keys.challenge(token_hash), keys.challenge_generation], args=[ttl_ms, expires_ms]
+        keys=[challenge.key, challenge.keys.challenge_generation], args=[ttl_ms, expires_ms]
     )
     return token
 

@@ -4,6 +4,7 @@ from fastapi import APIRouter, Response, status
 
 from mfa_service.db import SessionDep
 from mfa_service.errors import (
+    InsufficientUserAuthentication,
     InvalidCode,
     InvalidCredentials,
     InvalidToken,
@@ -49,13 +50,16 @@ async def mfa_state(claims: CurrentClaims, db: SessionDep) -> MfaState:
     "/mfa/totp/setup",
     response_model=TotpSetup,
     summary="Start TOTP enrolment",
-    responses=responses(InvalidToken, TotpAlreadyEnabled),
+    responses=responses(InvalidToken, InsufficientUserAuthentication, TotpAlreadyEnabled),
 )
 async def totp_setup(
     claims: CurrentClaims, db: SessionDep, svc: ServicesDep, response: Response
 ) -> TotpSetup:
     """A new pending secret (any earlier pending one is replaced). Scan the QR code, then
-    confirm with a first code. The secret is never shown again once TOTP is active."""
+    confirm with a first code. The secret is never shown again once TOTP is active.
+
+    Needs a recent authentication (`auth_time` within `MFA_REAUTH_MAX_AGE`, 300 s): else 401
+    `insufficient_user_authentication`; call `POST /auth/reauthenticate` and retry."""
     response.headers.update(NO_STORE)
     return await service.setup_totp(db, svc, claims)
 
@@ -86,7 +90,7 @@ async def totp_qr_svg(claims: CurrentClaims, db: SessionDep, svc: ServicesDep) -
     "/mfa/totp/confirm",
     response_model=TotpConfirmed,
     summary="Activate TOTP with a first code",
-    responses=responses(InvalidToken, NothingPending, InvalidCode),
+    responses=responses(InvalidToken, InsufficientUserAuthentication, NothingPending, InvalidCode),
 )
 async def totp_confirm(
     body: TotpCode,
@@ -144,5 +148,5 @@ async def step_up(
     body: FactorProof, claims: CurrentClaims, db: SessionDep, svc: ServicesDep, client: ClientDep
 ) -> TokenResponse:
     """For services that demand recent MFA (RFC 9470): same session, new tokens whose
-    `auth_time` is now and whose `amr` adds the factor just proven."""
+    `auth_time` is now and whose `amr` is `["mfa", <the factor just proven>]`."""
     return await service.step_up(db, svc, client, claims, body)

@@ -7,7 +7,7 @@ from sqlmodel.ext.asyncio.session import AsyncSession
 from mfa_service.accounts import service as accounts
 from mfa_service.accounts.models import User
 from mfa_service.audit import service as audit
-from mfa_service.errors import InvalidCredentials, MfaNotEnabled
+from mfa_service.errors import InsufficientUserAuthentication, InvalidCredentials, MfaNotEnabled
 from mfa_service.factors import verification
 from mfa_service.factors.backup_codes import repository as backup_repository
 from mfa_service.factors.backup_codes import service as backup_codes
@@ -42,8 +42,19 @@ async def state(db: AsyncSession, claims: AccessClaims) -> MfaState:
     )
 
 
+def require_recent_authentication(svc: Services, claims: AccessClaims, user: User) -> None:
+    """Enrolling a factor needs a recent authentication event, with a second factor for a
+    user who has one (SPEC §4): a stolen, older access token cannot bind an attacker's
+    authenticator."""
+    max_age = svc.settings.reauth_max_age
+    recent = svc.clock.time() - claims.auth_time <= max_age
+    if not recent or (user.mfa_enabled and "mfa" not in claims.amr):
+        raise InsufficientUserAuthentication(max_age)
+
+
 async def setup_totp(db: AsyncSession, svc: Services, claims: AccessClaims) -> TotpSetup:
     user = await accounts.current_user(db, claims)
+    require_recent_authentication(svc, claims, user)
     uri = await totp.setup(db, svc, user.id, user.email)
     secret = uri.split("secret=", 1)[1].split("&", 1)[0]
     return TotpSetup(secret=secret, otpauth_uri=uri, qr_svg=otp.qr_svg_data_uri(uri))
@@ -58,6 +69,7 @@ async def confirm_totp(
     db: AsyncSession, svc: Services, client: Client, claims: AccessClaims, code: str
 ) -> TotpConfirmed:
     user = await accounts.current_user(db, claims)
+    require_recent_authentication(svc, claims, user)
     await totp.confirm(db, svc, user.id, code)
     user.mfa_enabled = True
     db.add(user)
@@ -104,4 +116,4 @@ async def step_up(
 ) -> TokenResponse:
     user = await _mfa_user(db, claims)
     factor = await verification.prove(db, svc, client, user.id, proof, audit_as="step_up")
-    return await sessions.step_up(db, svc, claims, factor.amr)
+    return await sessions.new_authentication_event(db, svc, claims, ["mfa", factor.amr])

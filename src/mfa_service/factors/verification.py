@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import uuid
 
 from sqlmodel.ext.asyncio.session import AsyncSession
@@ -42,7 +43,14 @@ async def prove(
         factor, submitted = BACKUP_CODE, proof.backup_code
     keys = UserKeys(svc.settings.redis_prefix, user_id)
     attempt = await svc.throttle.begin(keys, challenge_key)
-    verdict = await factor.verify(db, svc, user_id, submitted)
+    try:
+        verdict = await factor.verify(db, svc, user_id, submitted)
+    except BaseException:
+        # Nothing was judged (the database failed): give the reservation back, if Redis
+        # still answers; otherwise it counts as a failure until its window ends.
+        with contextlib.suppress(Exception):
+            await svc.throttle.finish(attempt, None)
+        raise
     locked = await svc.throttle.finish(attempt, verdict is Verdict.OK)
     if verdict is Verdict.REPLAY and factor is TOTP:
         audit.record(db, svc, client, "totp.replay_refused", user_id)

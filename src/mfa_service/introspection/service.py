@@ -31,15 +31,16 @@ def _digest(secret: str | bytes) -> bytes:
 async def authenticate_client(
     svc: Services, client: Client, client_id: str | None, secret: str | None
 ) -> str:
-    await svc.login_limiter.reserve_ip("introspect", client.ip)
+    attempt = await svc.login_limiter.reserve_ip("introspect", client.ip_bucket)
     expected = svc.settings.introspection_clients.get(client_id or "")
     matches = hmac.compare_digest(
         _digest(secret or ""),
         _digest(expected.get_secret_value() if expected else _NO_SECRET),
     )
-    if expected is None or not matches or not client_id:
+    ok = expected is not None and matches and bool(client_id)
+    await svc.login_limiter.settle(attempt, ok)  # a genuine client gives its count back
+    if not ok or not client_id:
         raise InvalidClient()
-    await svc.login_limiter.refund_ip("introspect", client.ip)
     return client_id
 
 

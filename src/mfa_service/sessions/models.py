@@ -24,7 +24,7 @@ class Session(SQLModel, table=True):
     revoked_at: datetime | None = Field(default=None, sa_type=UTCDateTime)
     revoked_reason: str | None = Field(default=None, max_length=50)
     # The user's credentials_version this session was decided on (see accounts.models).
-    credentials_version: int = Field(default=0)
+    credentials_version: int = Field(default=0, sa_column_kwargs={"server_default": "0"})
 
 
 class RefreshToken(SQLModel, table=True):

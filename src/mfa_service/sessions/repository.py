@@ -9,24 +9,38 @@ from sqlalchemy import update
 from sqlmodel import col, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
+from mfa_service.accounts.models import User
 from mfa_service.sessions.models import RefreshToken, Session
 
+# A session made under an older credentials version than its user's current one is dead,
+# whatever else it says: a password or factor change happened after it was decided on.
+_CURRENT = col(User.credentials_version) == col(Session.credentials_version)
 
-async def get_session(db: AsyncSession, session_id: uuid.UUID) -> Session | None:
-    return await db.get(Session, session_id)
+
+async def get_live_session(db: AsyncSession, session_id: uuid.UUID) -> Session | None:
+    """The session, unless it was revoked or its user's credentials changed since."""
+    query = (
+        select(Session)
+        .join(User, col(User.id) == col(Session.user_id))
+        .where(Session.id == session_id, col(Session.revoked_at).is_(None), _CURRENT)
+    )
+    return (await db.exec(query)).first()
 
 
 async def find_refresh_token(
     db: AsyncSession, token_hash: str
-) -> tuple[RefreshToken, Session] | None:
+) -> tuple[RefreshToken, Session, bool] | None:
+    """The token, its session, and whether the session was made under the user's current
+    credentials."""
     row = (
         await db.exec(
-            select(RefreshToken, Session)
+            select(RefreshToken, Session, _CURRENT)
             .join(Session, col(Session.id) == col(RefreshToken.session_id))
+            .join(User, col(User.id) == col(Session.user_id))
             .where(RefreshToken.token_hash == token_hash)
         )
     ).first()
-    return None if row is None else (row[0], row[1])
+    return None if row is None else (row[0], row[1], bool(row[2]))
 
 
 async def mark_used(db: AsyncSession, token_id: uuid.UUID, at: datetime) -> bool:
@@ -61,6 +75,13 @@ async def revoke_all_for_user(
     if keep is not None:
         query = query.where(col(Session.id) != keep)
     await db.exec(query.values(revoked_at=at, revoked_reason=reason))
+
+
+async def adopt_credentials_version(db: AsyncSession, session_id: uuid.UUID, version: int) -> None:
+    """The session that made a credentials change stays signed in under the new version."""
+    await db.exec(
+        update(Session).where(col(Session.id) == session_id).values(credentials_version=version)
+    )
 
 
 async def retire_unused_tokens(db: AsyncSession, session_id: uuid.UUID, at: datetime) -> None:

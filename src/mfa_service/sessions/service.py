@@ -9,6 +9,7 @@ from datetime import datetime, timedelta
 
 from sqlmodel.ext.asyncio.session import AsyncSession
 
+from mfa_service.accounts import repository as accounts_repository
 from mfa_service.audit import service as audit
 from mfa_service.base import new_id
 from mfa_service.challenges import store as challenges
@@ -31,18 +32,14 @@ def hash_token(token: str) -> str:
 
 
 async def authenticate(db: AsyncSession, svc: Services, token: str) -> AccessClaims:
-    """An access token that is valid, not logged out, and whose session still lives."""
+    """An access token that is valid, not logged out, and whose session still lives (not
+    revoked, not ended, made under the user's current credentials)."""
     claims = await verify_access_token(token, svc.keys, svc.settings, svc.clock)
     if await svc.redis.exists(svc.rkey("deny", claims.jti)):
         raise InvalidToken()
     # The database decides whether the session lives, so a lost Redis cannot revive a logout.
-    session = await repository.get_session(db, claims.sid)
-    if (
-        session is None
-        or session.revoked_at is not None
-        or session.user_id != claims.sub
-        or now(svc.clock) >= session.expires_at
-    ):
+    session = await repository.get_live_session(db, claims.sid)
+    if session is None or session.user_id != claims.sub or now(svc.clock) >= session.expires_at:
         raise InvalidToken()
     return claims
 
@@ -53,23 +50,28 @@ async def start_session(
     *,
     user_id: uuid.UUID,
     amr: list[str],
-    auth_time: datetime | None = None,
+    credentials_version: int,
 ) -> TokenResponse:
+    """A new session, decided on the user's credentials at `credentials_version`: if they
+    changed meanwhile (a password or factor change racing this login), it is born dead."""
     at = now(svc.clock)
     session_id = new_id()
-    auth_time = auth_time or at
+    expires_at = at + timedelta(seconds=svc.settings.session_max_age)
     session_row = {
         "id": session_id,
         "user_id": user_id,
         "created_at": at,
-        "auth_time": auth_time,
+        "auth_time": at,
         "amr": " ".join(amr),
         "last_refreshed_at": at,
-        "expires_at": at + timedelta(seconds=svc.settings.session_max_age),
+        "expires_at": expires_at,
+        "credentials_version": credentials_version,
     }
     # Every login and challenge ends here: the session, its refresh token and the request's
     # audit events go to the database in one round trip.
-    return await _issue(db, svc, session_id, user_id, auth_time, amr, at, (SESSIONS, session_row))
+    return await _issue(
+        db, svc, session_id, user_id, at, amr, at, expires_at, (SESSIONS, session_row)
+    )
 
 
 async def _issue(
@@ -80,9 +82,11 @@ async def _issue(
     auth_time: datetime,
     amr: list[str],
     at: datetime,
+    session_end: datetime,
     *rows_first: Row,
 ) -> TokenResponse:
-    """A new refresh token for the session (written after `rows_first`), and an access token."""
+    """A new refresh token for the session (written after `rows_first`), and an access token
+    that expires with the session at the latest."""
     refresh_token = secrets.token_urlsafe(32)
     refresh_row = {
         "id": new_id(),
@@ -91,7 +95,7 @@ async def _issue(
         "created_at": at,
     }
     await write_staged(db, *rows_first, (REFRESH_TOKENS, refresh_row))
-    access_token, _ = mint_access_token(
+    access_token, claims = mint_access_token(
         await svc.keys.ring(),
         svc.settings,
         svc.clock,
@@ -99,10 +103,11 @@ async def _issue(
         session_id=session_id,
         auth_time=auth_time,
         amr=amr,
+        not_after=session_end,
     )
     return TokenResponse(
         access_token=access_token,
-        expires_in=svc.settings.access_token_ttl,
+        expires_in=claims.exp - claims.iat,
         refresh_token=refresh_token,
     )
 
@@ -111,25 +116,39 @@ async def refresh(
     db: AsyncSession, svc: Services, client: Client, refresh_token: str
 ) -> TokenResponse:
     # Probing with made-up or stolen-and-rotated tokens is counted per client IP.
-    await svc.login_limiter.reserve_ip("refresh", client.ip)
+    attempt = await svc.login_limiter.reserve_ip("refresh", client.ip_bucket)
     at = now(svc.clock)
     found = await repository.find_refresh_token(db, hash_token(refresh_token))
     if found is None:
+        await svc.login_limiter.settle(attempt, ok=False)
         raise InvalidRefreshToken()
-    token, session = found
+    token, session, current = found
     if token.used_at is not None or not await repository.mark_used(db, token.id, at):
         # A rotated token came back: whoever holds the family may be a thief. End it.
+        await svc.login_limiter.settle(attempt, ok=False)
         await repository.revoke(db, session.id, at, "refresh_reuse")
         audit.record(db, svc, client, "refresh.reuse_detected", session.user_id)
         raise InvalidRefreshToken()
-    await svc.login_limiter.refund_ip("refresh", client.ip)  # a genuine token: not a guess
+    await svc.login_limiter.settle(attempt, ok=True)  # a genuine token: not a guess
     idle_limit = session.last_refreshed_at + timedelta(seconds=svc.settings.session_idle_timeout)
-    if session.revoked_at is not None or at >= session.expires_at or at >= idle_limit:
+    if (
+        session.revoked_at is not None
+        or not current
+        or at >= session.expires_at
+        or at >= idle_limit
+    ):
         raise InvalidRefreshToken()
     session.last_refreshed_at = at
     db.add(session)
     return await _issue(
-        db, svc, session.id, session.user_id, session.auth_time, session.amr.split(), at
+        db,
+        svc,
+        session.id,
+        session.user_id,
+        session.auth_time,
+        session.amr.split(),
+        at,
+        session.expires_at,
     )
 
 
@@ -152,29 +171,32 @@ async def logout(
             await repository.revoke(db, found[1].id, at, "logout")
 
 
-async def step_up(
-    db: AsyncSession, svc: Services, claims: AccessClaims, factor_amr: str
+async def new_authentication_event(
+    db: AsyncSession, svc: Services, claims: AccessClaims, amr: list[str]
 ) -> TokenResponse:
-    """The same session, with the factor just proven added to `amr` and a fresh auth_time."""
-    session = await repository.get_session(db, claims.sid)
-    if session is None or session.revoked_at is not None:
-        raise InvalidToken()
+    """The same session after a step-up or a reauthentication: `auth_time` is now and `amr`
+    lists what this event proved, never a method proven earlier (SPEC §3)."""
+    session = await repository.get_live_session(db, claims.sid)
     at = now(svc.clock)
-    amr = session.amr.split()
-    session.amr = " ".join(amr + [m for m in ("mfa", factor_amr) if m not in amr])
+    if session is None or at >= session.expires_at:
+        raise InvalidToken()
+    session.amr = " ".join(amr)
     session.auth_time = at
     session.last_refreshed_at = at
     db.add(session)
-    # The refresh token handed out before now belongs to the weaker state: retire it.
+    # The refresh token handed out before now belongs to the earlier event: retire it.
     await repository.retire_unused_tokens(db, session.id, at)
-    return await _issue(
-        db, svc, session.id, session.user_id, session.auth_time, session.amr.split(), at
-    )
+    return await _issue(db, svc, session.id, session.user_id, at, amr, at, session.expires_at)
 
 
 async def sign_out_elsewhere(
     db: AsyncSession, svc: Services, user_id: uuid.UUID, keep: uuid.UUID | None, reason: str
 ) -> None:
-    """After a password or MFA change: every other session and every pending challenge ends."""
+    """After a password or MFA change: every other session and every pending challenge ends,
+    including those of logins still in flight (they were decided on the old credentials
+    version); the session `keep` that made the change moves to the new version."""
+    version = await accounts_repository.bump_credentials_version(db, user_id)
+    if keep is not None:
+        await repository.adopt_credentials_version(db, keep, version)
     await repository.revoke_all_for_user(db, user_id, now(svc.clock), reason, keep=keep)
     await challenges.revoke_all(svc, user_id)

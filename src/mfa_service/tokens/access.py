@@ -38,14 +38,19 @@ def mint_access_token(
     session_id: uuid.UUID,
     auth_time: datetime,
     amr: list[str],
+    not_after: datetime,
 ) -> tuple[str, AccessClaims]:
+    """A signed access token; it expires with its session (`not_after`) at the latest."""
     issued = int(clock.time())
+    expires = min(issued + settings.access_token_ttl, int(not_after.timestamp()))
+    if expires <= issued:
+        raise InvalidToken()  # the session has ended
     claims = AccessClaims(
         sub=user_id,
         sid=session_id,
         jti=uuid.uuid4().hex,
         iat=issued,
-        exp=issued + settings.access_token_ttl,
+        exp=expires,
         auth_time=int(auth_time.timestamp()),
         amr=tuple(amr),
     )
