@@ -233,3 +233,10 @@ async def test_public_documents_keep_their_caching(client: httpx.AsyncClient) ->
     )
     assert again.status_code == 304
     assert again.headers["cache-control"] == "no-cache"
+
+
+async def test_the_413_is_documented(client: httpx.AsyncClient) -> None:
+    schema = (await client.get("/openapi.json")).json()
+    documented = schema["paths"]["/mfa/challenge"]["post"]["responses"]["413"]
+    examples = documented["content"]["application/problem+json"]["examples"]
+    assert examples["payload_too_large"]["value"]["code"] == "payload_too_large"
