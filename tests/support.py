@@ -21,6 +21,7 @@ import asyncpg
 import httpx
 import pyotp
 import pytest
+from fastapi import FastAPI
 from redis.asyncio import Redis
 from redis.exceptions import ConnectionError as RedisConnectionError
 from sqlalchemy.engine import make_url
@@ -185,18 +186,28 @@ def settings_for(backend: Backend, **overrides: Any) -> Settings:
 
 
 @asynccontextmanager
-async def running_app(
+async def serving(
     settings: Settings, clock: FakeClock | None = None, client_ip: str = "203.0.113.7"
-) -> AsyncIterator[httpx.AsyncClient]:
-    """The ASGI app with its lifespan, behind an httpx client; Redis keys cleaned afterwards."""
+) -> AsyncIterator[tuple[FastAPI, httpx.AsyncClient]]:
+    """The ASGI app with its lifespan, behind an httpx client; Redis keys cleaned afterwards.
+    The app too, for tests that observe its collaborators (`app.state.services`)."""
     app = create_app(settings, clock or FakeClock())
     transport = httpx.ASGITransport(app=app, client=(client_ip, 50000))
     try:
         async with app.router.lifespan_context(app):
             async with httpx.AsyncClient(transport=transport, base_url="http://mfa.test") as c:
-                yield c
+                yield app, c
     finally:
         await clean_redis(settings)
+
+
+@asynccontextmanager
+async def running_app(
+    settings: Settings, clock: FakeClock | None = None, client_ip: str = "203.0.113.7"
+) -> AsyncIterator[httpx.AsyncClient]:
+    """The ASGI app with its lifespan, behind an httpx client; Redis keys cleaned afterwards."""
+    async with serving(settings, clock, client_ip) as (_, client):
+        yield client
 
 
 async def clean_redis(settings: Settings) -> None:
