@@ -7,7 +7,7 @@ login's audit event."""
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
+from contextlib import AsyncExitStack, asynccontextmanager
 from typing import Any
 
 import httpx
@@ -23,6 +23,7 @@ from tests.support import (
     FakeClock,
     bearer,
     clean_redis,
+    new_email,
     register,
     settings_for,
 )
@@ -172,3 +173,43 @@ async def test_ipv6_clients_count_per_64(backend: Backend) -> None:
             )
             seen = await get_client(request)
             assert (seen.ip, seen.ip_bucket) == (ip, bucket), peer
+
+
+async def test_password_limits_count_an_ipv6_client_per_64(backend: Backend) -> None:
+    """Through the limits themselves: the (account, client IP) pair is an IPv6 /64, and an
+    IPv4 client is the same client on a dual-stack socket."""
+    settings = settings_for(backend, login_max_failures=2)
+    email = new_email()
+    async with app_behind(settings) as (app, _), AsyncExitStack() as stack:
+        # One app, a connection from each peer.
+        clients = {
+            peer: await stack.enter_async_context(
+                httpx.AsyncClient(
+                    transport=httpx.ASGITransport(app=app, client=(peer, 50000)),
+                    base_url="http://mfa.test",
+                )
+            )
+            for peer in (
+                "2001:db8:1:2::a",
+                "2001:db8:1:2:ffff::b",
+                "2001:db8:1:2::c",
+                "2001:db8:1:3::1",
+                "::ffff:192.0.2.9",
+                "192.0.2.9",
+            )
+        }
+
+        async def login(peer: str, password: str) -> int:
+            r = await clients[peer].post("/auth/login", json={"email": email, "password": password})
+            return r.status_code
+
+        await register(clients["2001:db8:1:3::1"], email)
+        # Two addresses of one /64 reach the pair's limit together...
+        assert await login("2001:db8:1:2::a", "wrong password!") == 401
+        assert await login("2001:db8:1:2:ffff::b", "wrong password!") == 401
+        # ...so a third address of it is refused, while the next /64 is another client.
+        assert await login("2001:db8:1:2::c", PASSWORD) == 429
+        assert await login("2001:db8:1:3::1", PASSWORD) == 200
+        assert await login("::ffff:192.0.2.9", "wrong password!") == 401
+        assert await login("::ffff:192.0.2.9", "wrong password!") == 401
+        assert await login("192.0.2.9", PASSWORD) == 429
