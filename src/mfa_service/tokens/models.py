@@ -21,5 +21,6 @@ class SigningKey(SQLModel, table=True):
     created_at: datetime = Field(sa_type=UTCDateTime)
     # A newer key took over; stays published until its last token has expired.
     retired_at: datetime | None = Field(default=None, sa_type=UTCDateTime)
-    # Emergency revocation (`keys revoke`): unpublished at once, its tokens refused.
+    # Emergency revocation (`keys revoke`): never published, accepted or used to sign again
+    # (every instance sees it within 10 s).
     revoked_at: datetime | None = Field(default=None, sa_type=UTCDateTime)

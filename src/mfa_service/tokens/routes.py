@@ -6,7 +6,7 @@ from fastapi import APIRouter, Response
 
 from mfa_service.services import ServicesDep
 from mfa_service.tokens.access import REQUIRED_CLAIMS
-from mfa_service.tokens.keys import PUBLISH_RELOAD_SECONDS
+from mfa_service.tokens.keys import PUBLISH_RELOAD_SECONDS, REVOKED_WITHIN_SECONDS
 
 router = APIRouter(tags=["discovery"])
 
@@ -15,7 +15,9 @@ router = APIRouter(tags=["discovery"])
 async def jwks(svc: ServicesDep, response: Response) -> dict[str, Any]:
     """Verify access tokens offline with these keys; refetch when a token names an unknown `kid`."""
     response.headers["Cache-Control"] = "public, max-age=300"
-    return (await svc.keys.ring(max_age=PUBLISH_RELOAD_SECONDS)).jwks()
+    # A revoked key is gone from here within 10 s on every instance (`keys revoke`).
+    ring = await svc.keys.ring(max_age=PUBLISH_RELOAD_SECONDS, wait_after=REVOKED_WITHIN_SECONDS)
+    return ring.jwks()
 
 
 @router.get("/.well-known/openid-configuration", summary="Discovery document")
