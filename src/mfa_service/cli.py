@@ -38,6 +38,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     key_commands = key.add_subparsers(dest="keys_command", required=True)
     key_commands.add_parser("list", help="the signing keys and their state")
     key_commands.add_parser("rotate", help="make a new signing key active")
+    revoke = key_commands.add_parser(
+        "revoke",
+        help="emergency: unpublish a signing key and refuse its tokens (within 10 s); "
+        "a new key signs at once if it was the active one",
+    )
+    revoke.add_argument("kid", help="the key's id, as `keys list` shows it")
     key_commands.add_parser("generate-data-key", help="print a new value for MFA_DATA_KEY")
 
     args = parser.parse_args(argv)
@@ -62,7 +68,10 @@ def main(argv: Sequence[str] | None = None) -> int:
             asyncio.run(_upgrade(settings))
             print("database schema is at head")
             return 0
-        return asyncio.run(_keys(settings, args.keys_command))
+        return asyncio.run(_keys(settings, args.keys_command, getattr(args, "kid", None)))
+    except keys.UnknownSigningKey as exc:
+        print(f"mfa-service: {exc}", file=sys.stderr)
+        return 1
     except (DataKeyError, keys.SigningKeyMissing, migrations.SchemaOutdated) as exc:
         print(f"mfa-service: {exc}", file=sys.stderr)
         return 2
@@ -112,7 +121,7 @@ async def _upgrade(settings: Settings) -> None:
         await engine.dispose()
 
 
-async def _keys(settings: Settings, command: str) -> int:
+async def _keys(settings: Settings, command: str, kid: str | None) -> int:
     engine = create_engine(settings)
     clock = SystemClock()
     try:
@@ -124,12 +133,30 @@ async def _keys(settings: Settings, command: str) -> int:
                 )
                 await db.commit()
                 print(f"new active signing key {row.kid} ({row.algorithm})")
+            elif command == "revoke":
+                assert kid is not None
+                try:
+                    new = await keys.revoke_key(db, load_secret_box(settings), settings, clock, kid)
+                except keys.SigningKeyAlreadyRevoked as exc:
+                    # The state asked for holds: said, not failed (a retried runbook step).
+                    await db.rollback()
+                    print(exc)
+                else:
+                    await db.commit()
+                    print(
+                        f"revoked signing key {kid}: every instance stops publishing it and "
+                        "refuses its tokens within 10 s"
+                    )
+                    if new is not None:
+                        print(f"new active signing key {new.kid} ({new.algorithm}), signing now")
             rows = await keys.list_keys(db)
     finally:
         await engine.dispose()
     print(f"{'kid':<20} {'alg':<6} {'created':<26} state")
     for r in rows:
-        if r.retired_at is None:
+        if r.revoked_at is not None:
+            state = f"revoked {r.revoked_at.isoformat(timespec='seconds')}"
+        elif r.retired_at is None:
             state = "active"
         elif (now(clock) - r.retired_at).total_seconds() < settings.access_token_ttl + 60:
             state = f"retired {r.retired_at.isoformat(timespec='seconds')}, still published"
