@@ -38,8 +38,9 @@ import redis
 
 from bench import baselines, census, loadgen, report, seed
 from bench.servers import ROOT, Server, free_port
-from mfa_service.config import Settings
-from mfa_service.secretbox import generate_data_key
+from mfa_service.challenges import store as challenge_store
+from mfa_service.config import Settings, decode_key
+from mfa_service.secretbox import SecretBox, generate_data_key
 
 # PostgreSQL backends report their statistics when idle, at most every 10 s
 # (PGSTAT_IDLE_INTERVAL): deltas of pg_stat_database are taken that long after a run.
@@ -384,10 +385,12 @@ class Bench:
         out["login"] = logged("login", login)
         out["healthz_under_login"] = logged("/healthz under login", healthz) if healthz else {}
         tokens: dict[str, str] = {}
+        box = SecretBox(decode_key(self.data_key))
         for capture in files.glob("tokens-*.*"):
             for token in capture.read_text().split():
-                # The token starts with the user's id (challenges/store.py).
-                tokens[token.partition(".")[0]] = token
+                # The token is opaque; the run holds the data key that opens it.
+                user_id, _ = challenge_store.open_token(box, token)
+                tokens[user_id.hex] = token
         return tokens, out
 
     def challenges(

@@ -23,6 +23,7 @@ from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
 from mfa_service.errors import ChallengeExpired
 from mfa_service.redis_keys import UserKeys
+from mfa_service.secretbox import SecretBox
 from mfa_service.services import Services
 
 # KEYS: challenge, generation   ARGV: ttl ms, expiry (ms since the epoch, by our clock)
@@ -50,19 +51,24 @@ class Challenge:
     credentials_version: int
 
 
-def _aead(svc: Services) -> AESGCM:
-    return AESGCM(svc.box.derive("challenge-token"))
+def _aead(box: SecretBox) -> AESGCM:
+    return AESGCM(box.derive("challenge-token"))
+
+
+def open_token(box: SecretBox, token: str) -> tuple[uuid.UUID, int]:
+    """(user id, credentials version) of a token we made, or ChallengeExpired."""
+    try:
+        raw = base64.urlsafe_b64decode(token + "=" * (-len(token) % 4))
+        plain = _aead(box).decrypt(raw[:12], raw[12:], _AAD)
+        user_bytes, version, _ = _PAYLOAD.unpack(plain)
+    except (binascii.Error, ValueError, InvalidTag, struct.error):
+        raise ChallengeExpired() from None
+    return uuid.UUID(bytes=user_bytes), version
 
 
 def parse(svc: Services, token: str) -> Challenge:
     """The challenge a token names, or ChallengeExpired for anything that is not ours."""
-    try:
-        raw = base64.urlsafe_b64decode(token + "=" * (-len(token) % 4))
-        plain = _aead(svc).decrypt(raw[:12], raw[12:], _AAD)
-        user_bytes, version, _ = _PAYLOAD.unpack(plain)
-    except (binascii.Error, ValueError, InvalidTag, struct.error):
-        raise ChallengeExpired() from None
-    return _challenge(svc, token, uuid.UUID(bytes=user_bytes), version)
+    return _challenge(svc, token, *open_token(svc.box, token))
 
 
 def _challenge(svc: Services, token: str, user_id: uuid.UUID, version: int) -> Challenge:
@@ -73,7 +79,7 @@ def _challenge(svc: Services, token: str, user_id: uuid.UUID, version: int) -> C
 async def create(svc: Services, user_id: uuid.UUID, credentials_version: int) -> str:
     plain = _PAYLOAD.pack(user_id.bytes, credentials_version, secrets.token_bytes(32))
     nonce = secrets.token_bytes(12)
-    raw = nonce + _aead(svc).encrypt(nonce, plain, _AAD)
+    raw = nonce + _aead(svc.box).encrypt(nonce, plain, _AAD)
     token = base64.urlsafe_b64encode(raw).decode().rstrip("=")
     challenge = _challenge(svc, token, user_id, credentials_version)
     ttl_ms = svc.settings.challenge_ttl * 1000
