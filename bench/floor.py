@@ -1,6 +1,8 @@
 """The floor: a bare ASGI app doing only the irreducible I/O of one MFA challenge.
 
-Per `POST /floor` with a challenge body (`{"challenge_token": "<user hex>.<random>", "code": …}`):
+Per `POST /floor` with a challenge body (`{"challenge_token": …, "code": …}`):
+
+  0. open the opaque challenge token (AES-GCM, as the service does) to find the user;
 
   1. one Redis round trip: EVALSHA of a tiny script (count an attempt on a per-user key);
   2. one database transaction: read the user's TOTP row, insert one audit event row;
@@ -12,7 +14,7 @@ floor` is then the share of the machine's I/O capacity that the service turns in
 `GET /noop` answers without any I/O: the load generator's own ceiling.
 
 Configured by environment (set by bench/run.py): BENCH_FLOOR_DATABASE (a postgresql:// DSN or
-a SQLite file path), BENCH_FLOOR_REDIS_URL, BENCH_FLOOR_REDIS_PREFIX.
+a SQLite file path), BENCH_FLOOR_REDIS_URL, BENCH_FLOOR_REDIS_PREFIX, BENCH_FLOOR_DATA_KEY.
 Served with: uvicorn bench.floor:create_app --factory (the same flags as the service).
 """
 
@@ -29,6 +31,11 @@ from typing import Any, Protocol
 import aiosqlite
 import asyncpg
 from redis.asyncio import Redis
+
+from mfa_service.challenges.store import open_token
+from mfa_service.config import decode_key
+from mfa_service.errors import ChallengeExpired
+from mfa_service.secretbox import SecretBox
 
 Scope = MutableMapping[str, Any]
 Message = MutableMapping[str, Any]
@@ -116,10 +123,11 @@ class SqliteStore:
 
 
 class Floor:
-    def __init__(self, database: str, redis_url: str, prefix: str) -> None:
+    def __init__(self, database: str, redis_url: str, prefix: str, data_key: str) -> None:
         self._database = database
         self._redis_url = redis_url
         self._prefix = prefix
+        self._box = SecretBox(decode_key(data_key))
         self._store: Store | None = None
         self._redis: Redis | None = None
 
@@ -157,8 +165,8 @@ class Floor:
             more = message.get("more_body", False)
         try:
             token = json.loads(body)["challenge_token"]
-            user_id = uuid.UUID(hex=token.partition(".")[0])
-        except (ValueError, KeyError, TypeError):
+            user_id, _ = open_token(self._box, token)
+        except (ValueError, KeyError, TypeError, ChallengeExpired):
             await _answer(send, 422, b'{"status":"bad request"}')
             return
         assert self._store is not None
@@ -188,4 +196,5 @@ def create_app() -> Floor:
         os.environ["BENCH_FLOOR_DATABASE"],
         os.environ["BENCH_FLOOR_REDIS_URL"],
         os.environ.get("BENCH_FLOOR_REDIS_PREFIX", "mfa-bench:"),
+        os.environ["BENCH_FLOOR_DATA_KEY"],
     )

@@ -245,6 +245,7 @@ class Bench:
             BENCH_FLOOR_DATABASE=database,
             BENCH_FLOOR_REDIS_URL=self.opts.redis_url,
             BENCH_FLOOR_REDIS_PREFIX=self.prefix,
+            BENCH_FLOOR_DATA_KEY=self.data_key,
         )
         return Server(
             "bench.floor:create_app",
