@@ -10,6 +10,7 @@ import shutil
 import signal
 import subprocess
 import sys
+import time
 import uuid
 from collections.abc import AsyncIterator, Iterator
 from contextlib import asynccontextmanager
@@ -191,9 +192,12 @@ async def pin_one_client_per_worker(
     pytest.fail(f"100 connections never reached every worker of {workers}: {sorted(pinned)}")
 
 
-async def test_two_workers_share_the_factor_lock(
+@asynccontextmanager
+async def two_workers(
     redis_url: str | None, postgres_url: str, tmp_path: Path
-) -> None:
+) -> AsyncIterator[tuple[str, dict[int, httpx.AsyncClient], list[int], int, Path]]:
+    """`mfa-service serve --workers 2` on PostgreSQL and the real Redis: its base URL, one
+    client pinned to each worker, the worker pids, the port and the log."""
     if redis_url is None:
         pytest.skip("two workers need a real Redis server")
     port = free_port()
@@ -221,12 +225,58 @@ async def test_two_workers_share_the_factor_lock(
             assert len(workers) == 2, f"worker processes of {pid}: {workers}\n{log.read_text()}"
             pinned = await pin_one_client_per_worker(base_url, workers, port)
             try:
-                await _lock_scenario(pinned, workers, port, log)
+                yield base_url, pinned, workers, port, log
             finally:
                 for client in pinned.values():
                     await client.aclose()
     finally:
         await clean_redis(Settings(redis_url=redis_url, redis_prefix=prefix))
+
+
+async def test_two_workers_share_the_factor_lock(
+    redis_url: str | None, postgres_url: str, tmp_path: Path
+) -> None:
+    async with two_workers(redis_url, postgres_url, tmp_path) as (_, pinned, workers, port, log):
+        await _lock_scenario(pinned, workers, port, log)
+
+
+async def test_two_workers_hold_the_factor_limit_under_a_concurrent_burst(
+    redis_url: str | None, postgres_url: str, tmp_path: Path
+) -> None:
+    """40 wrong codes at once over 8 challenges, on many connections to both workers: exactly
+    the user's limit (10) is judged, the rest 429; then the right code gets no token."""
+    async with two_workers(redis_url, postgres_url, tmp_path) as (base_url, pinned, _, _, log):
+        first = next(iter(pinned.values()))
+        email = new_email()
+        await register(first, email)
+        access = (await login(first, email))["access_token"]
+        setup = await send(first, "POST", "/mfa/totp/setup", headers=bearer(access))
+        totp = pyotp.TOTP(setup.json()["secret"])
+        confirm = await send(
+            first, "POST", "/mfa/totp/confirm", headers=bearer(access), json={"code": totp.now()}
+        )
+        assert confirm.status_code == 200, confirm.text
+        tokens = [(await login(first, email))["challenge_token"] for _ in range(8)]
+        valid = {totp.at(time.time() + 30 * s) for s in (-1, 0, 1, 2)}
+        guesses = [c for c in (f"{i:06d}" for i in range(50)) if c not in valid][:40]
+        limits = httpx.Limits(max_connections=40)
+        async with httpx.AsyncClient(base_url=base_url, timeout=60, limits=limits) as burst:
+            answers = await asyncio.gather(
+                *(
+                    burst.post(
+                        "/mfa/challenge", json={"challenge_token": tokens[i % 8], "code": code}
+                    )
+                    for i, code in enumerate(guesses)
+                )
+            )
+            outcomes = sorted((a.status_code, a.json()["code"]) for a in answers)
+            assert outcomes == [(401, "invalid_code")] * 10 + [(429, "rate_limited")] * 30
+            token = (await login(first, email))["challenge_token"]
+            right = await burst.post(
+                "/mfa/challenge", json={"challenge_token": token, "code": totp.now()}
+            )
+            assert right.status_code == 429, right.text
+        assert "Traceback" not in log.read_text(), log.read_text()
 
 
 async def _lock_scenario(
