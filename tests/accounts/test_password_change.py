@@ -7,8 +7,10 @@ from sqlalchemy.ext.asyncio import create_async_engine
 from tests.support import (
     PASSWORD,
     Backend,
+    FakeClock,
     bearer,
     login,
+    mfa_user,
     new_email,
     register,
     running_app,
@@ -103,3 +105,15 @@ async def test_hash_is_upgraded_on_login_when_parameters_rise(backend: Backend) 
     assert after.startswith("$argon2id$v=19$m=19456,t=3,p=1$")
     async with running_app(settings_for(backend, argon2_time_cost=3)) as client:
         await login(client, email)
+
+
+async def test_hash_is_upgraded_on_an_mfa_login_too(backend: Backend) -> None:
+    clock = FakeClock()
+    async with running_app(settings_for(backend), clock) as client:
+        user = await mfa_user(client, clock)
+    before = await stored_hash(backend.database_url, user.email)
+    assert before.startswith("$argon2id$v=19$m=19456,t=2,p=1$")
+    async with running_app(settings_for(backend, argon2_time_cost=3), clock) as client:
+        assert (await login(client, user.email))["status"] == "mfa_required"
+    after = await stored_hash(backend.database_url, user.email)
+    assert after.startswith("$argon2id$v=19$m=19456,t=3,p=1$")
