@@ -106,6 +106,8 @@ async def create_key(db: AsyncSession, box: SecretBox, algorithm: str, clock: Cl
     """Add a new key and retire the others (they stay published while their tokens live)."""
     private_key = generate_private_key(algorithm)
     kid = secrets.token_urlsafe(12)
+    while kid.startswith("-"):  # a kid is typed on command lines: `keys revoke KID`
+        kid = secrets.token_urlsafe(12)
     pem = private_key.private_bytes(
         serialization.Encoding.PEM,
         serialization.PrivateFormat.PKCS8,
