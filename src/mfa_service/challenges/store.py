@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import functools
 import hashlib
 import secrets
 import struct
@@ -51,8 +52,9 @@ class Challenge:
     credentials_version: int
 
 
+@functools.lru_cache(maxsize=4)
 def _aead(box: SecretBox) -> AESGCM:
-    return AESGCM(box.derive("challenge-token"))
+    return AESGCM(box.derive("challenge-token"))  # once per data key, not per request
 
 
 def open_token(box: SecretBox, token: str) -> tuple[uuid.UUID, int]:
