@@ -1,5 +1,6 @@
-"""`mfa-service serve` as a subprocess, for tests that need the real server (its memory, the
-files it makes). One process (no --workers): the pid is the server itself."""
+"""`mfa-service serve` as a subprocess, for tests that need the real server: its memory, the
+files it makes, its workers, several instances of it. With one worker the pid is the server
+itself; with more, the workers are its children."""
 
 from __future__ import annotations
 
@@ -30,12 +31,14 @@ def embedded_env(data_dir: Path, port: int) -> dict[str, str]:
 
 @asynccontextmanager
 async def serving(
-    env: dict[str, str], port: int, log: Path, umask: int = 0o022
+    env: dict[str, str], port: int, log: Path, umask: int = 0o022, workers: int = 1
 ) -> AsyncIterator[int]:
-    """The server until /readyz answers 200; yields its pid; SIGTERM (then SIGKILL) after."""
+    """The server until /readyz answers 200; yields its pid; SIGTERM (then SIGKILL, the
+    whole process group) after."""
+    command = ["serve", "--port", str(port), "--workers", str(workers)]
     with log.open("wb") as out:
         proc = subprocess.Popen(
-            [sys.executable, "-m", "mfa_service.cli", "serve", "--port", str(port)],
+            [sys.executable, "-m", "mfa_service.cli", *command],
             env=env,
             stdout=out,
             stderr=subprocess.STDOUT,

@@ -7,9 +7,6 @@ import asyncio
 import contextlib
 import os
 import shutil
-import signal
-import subprocess
-import sys
 import time
 import uuid
 from collections.abc import AsyncIterator, Iterator
@@ -24,6 +21,7 @@ from sqlalchemy.engine import make_url
 
 from mfa_service.config import Settings
 from mfa_service.secretbox import generate_data_key
+from tests.serve import serving
 from tests.support import (
     PASSWORD,
     Backend,
@@ -124,49 +122,6 @@ def serving_worker(workers: list[int], server_port: int, response: httpx.Respons
     return None
 
 
-@asynccontextmanager
-async def live_server(env: dict[str, str], port: int, log: Path) -> AsyncIterator[int]:
-    """`mfa-service serve --workers 2` until ready; yields its pid; SIGTERM (then SIGKILL)."""
-    with log.open("wb") as out:
-        proc = subprocess.Popen(
-            [
-                sys.executable,
-                "-m",
-                "mfa_service.cli",
-                "serve",
-                "--workers",
-                "2",
-                "--port",
-                str(port),
-            ],
-            env=env,
-            stdout=out,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,
-        )
-    try:
-        deadline = asyncio.get_running_loop().time() + 30
-        ready = False
-        while not ready:
-            if proc.poll() is not None:
-                pytest.fail(f"the server exited with {proc.returncode}:\n{log.read_text()}")
-            if asyncio.get_running_loop().time() > deadline:
-                pytest.fail(f"the server was not ready within 30 s:\n{log.read_text()}")
-            async with httpx.AsyncClient(timeout=2) as probe:
-                with contextlib.suppress(httpx.TransportError):
-                    ready = (await probe.get(f"http://127.0.0.1:{port}/readyz")).status_code == 200
-            if not ready:
-                await asyncio.sleep(0.2)
-        yield proc.pid
-    finally:
-        proc.send_signal(signal.SIGTERM)
-        try:
-            proc.wait(15)
-        except subprocess.TimeoutExpired:
-            os.killpg(proc.pid, signal.SIGKILL)  # its own session: the workers too
-            proc.wait(5)
-
-
 async def pin_one_client_per_worker(
     base_url: str, workers: list[int], port: int
 ) -> dict[int, httpx.AsyncClient]:
@@ -215,7 +170,7 @@ async def two_workers(
     )
     log = tmp_path / "server.log"
     try:
-        async with live_server(env, port, log) as pid:
+        async with serving(env, port, log, workers=2) as pid:
             workers: list[int] = []
             for _ in range(100):
                 workers = child_workers(pid)

@@ -5,10 +5,8 @@ introspection. No key older than the revoked one ever takes over the signing."""
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import os
 import secrets
-import signal
 import subprocess
 import sys
 import time
@@ -24,6 +22,7 @@ import pytest
 from mfa_service.config import Settings
 from mfa_service.secretbox import generate_data_key
 from mfa_service.tokens.keys import SIGN_AFTER_SECONDS
+from tests.serve import serving
 from tests.support import (
     Backend,
     FakeClock,
@@ -210,36 +209,9 @@ async def instance(env: dict[str, str], log: Path) -> AsyncIterator[httpx.AsyncC
     """`mfa-service serve` (one worker) on a port of its own, until ready; then SIGTERM."""
     port = free_port()
     base = {k: v for k, v in os.environ.items() if not k.startswith("MFA_")}
-    with log.open("wb") as out:
-        proc = subprocess.Popen(
-            [sys.executable, "-m", "mfa_service.cli", "serve", "--workers", "1"]
-            + ["--port", str(port)],
-            env={**base, **env},
-            stdout=out,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,
-        )
-    url = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.monotonic() + 30
-        async with httpx.AsyncClient(base_url=url, timeout=15) as client:
-            while True:
-                if proc.poll() is not None:
-                    pytest.fail(f"{url} exited with {proc.returncode}:\n{log.read_text()}")
-                with contextlib.suppress(httpx.TransportError):
-                    if (await client.get("/readyz")).status_code == 200:
-                        break
-                if time.monotonic() > deadline:
-                    pytest.fail(f"{url} was not ready within 30 s:\n{log.read_text()}")
-                await asyncio.sleep(0.2)
+    async with serving({**base, **env}, port, log):
+        async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{port}", timeout=15) as client:
             yield client
-    finally:
-        proc.send_signal(signal.SIGTERM)
-        try:
-            proc.wait(15)
-        except subprocess.TimeoutExpired:
-            os.killpg(proc.pid, signal.SIGKILL)
-            proc.wait(5)
     assert "Traceback" not in log.read_text(), log.read_text()
 
 
