@@ -4,10 +4,13 @@
 from __future__ import annotations
 
 import asyncio
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
 from typing import Any
 
 import httpx
 import jwt
+import pytest
 
 from mfa_service.accounts.passwords import PasswordHasher
 from mfa_service.config import Settings
@@ -61,72 +64,80 @@ async def login_held_across(
     return await in_flight
 
 
-async def assert_dead(client: httpx.AsyncClient, tokens: dict[str, Any]) -> None:
-    me = await client.get("/users/me", headers=bearer(tokens["access_token"]))
-    assert me.status_code == 401, me.text
-    r = await client.post("/auth/refresh", json={"refresh_token": tokens["refresh_token"]})
-    assert r.status_code == 401, r.text
+async def assert_nothing_works(client: httpx.AsyncClient, answer: httpx.Response) -> None:
+    """A login decided before a change and answered after: whatever it says, nothing works."""
+    assert answer.status_code in (200, 401), answer.text
+    tokens = answer.json()
+    if answer.status_code == 200 and "access_token" in tokens:
+        me = await client.get("/users/me", headers=bearer(tokens["access_token"]))
+        assert me.status_code == 401, me.text
+        r = await client.post("/auth/refresh", json={"refresh_token": tokens["refresh_token"]})
+        assert r.status_code == 401, r.text
+
+
+@dataclass
+class Owner:
+    client: httpx.AsyncClient
+    hasher: HeldHasher
+    email: str
+    auth: dict[str, str]  # the owner's own session, which makes the change
+
+
+@pytest.fixture
+async def owner(backend: Backend, clock: FakeClock) -> AsyncIterator[Owner]:
+    """A signed-in user of an app whose password checks the test can hold."""
+    settings = settings_for(backend)
+    async with serving(settings, clock) as (app, client):
+        hasher = HeldHasher(settings)
+        app.state.services.hasher = hasher
+        email = new_email()
+        await register(client, email)
+        try:
+            yield Owner(client, hasher, email, bearer((await login(client, email))["access_token"]))
+        finally:
+            hasher.close()
 
 
 async def test_a_login_in_flight_does_not_survive_enabling_totp(
-    backend: Backend, clock: FakeClock
+    owner: Owner, clock: FakeClock
 ) -> None:
-    settings = settings_for(backend)
-    async with serving(settings, clock) as (app, client):
-        hasher = HeldHasher(settings)
-        app.state.services.hasher = hasher
-        email = new_email()
-        await register(client, email)
-        owner = bearer((await login(client, email))["access_token"])
-        secret = (await client.post("/mfa/totp/setup", headers=owner)).json()["secret"]
+    client = owner.client
+    secret = (await client.post("/mfa/totp/setup", headers=owner.auth)).json()["secret"]
 
-        async def enable() -> None:
-            code = totp_code(secret, clock)
-            r = await client.post("/mfa/totp/confirm", headers=owner, json={"code": code})
-            assert r.status_code == 200, r.text
+    async def enable() -> None:
+        code = totp_code(secret, clock)
+        r = await client.post("/mfa/totp/confirm", headers=owner.auth, json={"code": code})
+        assert r.status_code == 200, r.text
 
-        attacker = await login_held_across(client, hasher, email, PASSWORD, enable)
-        # Decided before the change, answered after: whatever it says, nothing works.
-        assert attacker.status_code in (200, 401), attacker.text
-        if attacker.status_code == 200 and "access_token" in attacker.json():
-            assert jwt.decode(attacker.json()["access_token"], options={"verify_signature": False})[
-                "amr"
-            ] == ["pwd"]
-            await assert_dead(client, attacker.json())
-        # The owner's session made the change: it stays signed in.
-        assert (await client.get("/users/me", headers=owner)).status_code == 200
-        hasher.close()
+    attacker = await login_held_across(client, owner.hasher, owner.email, PASSWORD, enable)
+    await assert_nothing_works(client, attacker)
+    if attacker.status_code == 200:
+        claims = jwt.decode(attacker.json()["access_token"], options={"verify_signature": False})
+        assert claims["amr"] == ["pwd"]  # decided on the state before MFA
+    # The owner's session made the change: it stays signed in.
+    assert (await client.get("/users/me", headers=owner.auth)).status_code == 200
 
 
 async def test_a_login_with_the_old_password_in_flight_does_not_survive_a_change(
-    backend: Backend, clock: FakeClock
+    owner: Owner,
 ) -> None:
-    settings = settings_for(backend)
-    async with serving(settings, clock) as (app, client):
-        hasher = HeldHasher(settings)
-        app.state.services.hasher = hasher
-        email = new_email()
-        await register(client, email)
-        owner = bearer((await login(client, email))["access_token"])
-        new_password = "a brand new passphrase"
+    client = owner.client
+    new_password = "a brand new passphrase"
 
-        async def change() -> None:
-            r = await client.post(
-                "/auth/password",
-                headers=owner,
-                json={"current_password": PASSWORD, "new_password": new_password},
-            )
-            assert r.status_code == 204, r.text
+    async def change() -> None:
+        r = await client.post(
+            "/auth/password",
+            headers=owner.auth,
+            json={"current_password": PASSWORD, "new_password": new_password},
+        )
+        assert r.status_code == 204, r.text
 
-        attacker = await login_held_across(client, hasher, email, PASSWORD, change)
-        assert attacker.status_code in (200, 401), attacker.text
-        if attacker.status_code == 200:
-            await assert_dead(client, attacker.json())
-        again = await client.post("/auth/login", json={"email": email, "password": PASSWORD})
-        assert again.status_code == 401
-        assert (await client.get("/users/me", headers=owner)).status_code == 200
-        await login(client, email, new_password)
-        hasher.close()
+    attacker = await login_held_across(client, owner.hasher, owner.email, PASSWORD, change)
+    await assert_nothing_works(client, attacker)
+    again = await client.post("/auth/login", json={"email": owner.email, "password": PASSWORD})
+    assert again.status_code == 401
+    assert (await client.get("/users/me", headers=owner.auth)).status_code == 200
+    await login(client, owner.email, new_password)
 
 
 async def test_a_pending_challenge_dies_with_a_password_change(
