@@ -35,14 +35,15 @@ if #KEYS == 3 then
     return {'expired', 0, 0}
   end
 end
-local wait = admissible(KEYS[1], now, tonumber(ARGV[2]))
+local wait, window = admissible(KEYS[1], now, tonumber(ARGV[2]))
 if wait > 0 then return {'locked', wait, 0} end
 local challenge_window = 0
 if #KEYS == 3 then
-  if admissible(KEYS[2], now, tonumber(ARGV[4])) > 0 then return {'expired', 0, 0} end
-  challenge_window = reserve(KEYS[2], now, 0)
+  local full, w = admissible(KEYS[2], now, tonumber(ARGV[4]))
+  if full > 0 then return {'expired', 0, 0} end
+  challenge_window = reserve(KEYS[2], now, 0, w)
 end
-return {'ok', reserve(KEYS[1], now, tonumber(ARGV[3])), challenge_window}
+return {'ok', reserve(KEYS[1], now, tonumber(ARGV[3]), window), challenge_window}
 """
 )
 

@@ -36,58 +36,55 @@ from mfa_service.clock import Clock
 from mfa_service.errors import RateLimited
 
 LIB = """
--- admissible(key, now, limit): 0, or ms to wait (locked, or full)
-local function admissible(key, now, limit)
+-- state(key): n, p, w, l, as numbers (0 for a missing key or field)
+local function state(key)
   local c = redis.call('HMGET', key, 'n', 'p', 'w', 'l')
-  local l = tonumber(c[4]) or 0
-  if l > now then return l - now end
-  local w = tonumber(c[3]) or 0
-  if w <= now then return 0 end
-  if (tonumber(c[1]) or 0) + (tonumber(c[2]) or 0) >= limit then return w - now end
-  return 0
+  return tonumber(c[1]) or 0, tonumber(c[2]) or 0, tonumber(c[3]) or 0, tonumber(c[4]) or 0
 end
 
--- reserve(key, now, window): count one attempt in flight; returns the window's id (its end)
-local function reserve(key, now, window)
-  local w = tonumber(redis.call('HGET', key, 'w')) or 0
+-- admissible(key, now, limit): 0, or ms to wait (locked, or full); and the window end read
+local function admissible(key, now, limit)
+  local n, p, w, l = state(key)
+  if l > now then return l - now, w end
+  if w > now and n + p >= limit then return w - now, w end
+  return 0, w
+end
+
+-- reserve(key, now, window, w): count one attempt in flight, `w` being the window end that
+-- admissible read; returns the window's id (its end)
+local function reserve(key, now, window, w)
   if w <= now then
     w = now + window
     redis.call('HSET', key, 'n', 0, 'p', 1, 'w', w, 'l', 0)
+    redis.call('PEXPIRE', key, window)
   else
     redis.call('HINCRBY', key, 'p', 1)
   end
-  local l = tonumber(redis.call('HGET', key, 'l')) or 0
-  redis.call('PEXPIRE', key, math.max(w, l) - now)
   return w
 end
 
 -- settle(key, now, wid, ok, clear, limit, window, lock): the attempt reserved in window
 -- `wid` was judged. Returns the failures in the window, and 1 when this one locked it.
 local function settle(key, now, wid, ok, clear, limit, window, lock)
-  local w = tonumber(redis.call('HGET', key, 'w')) or 0
-  if w == wid and (tonumber(redis.call('HGET', key, 'p')) or 0) > 0 then
-    redis.call('HINCRBY', key, 'p', -1)
-  end
+  local n, p, w, l = state(key)
+  if w == wid and p > 0 then redis.call('HINCRBY', key, 'p', -1) end
   if ok then
-    if clear and w > now then redis.call('HSET', key, 'n', 0) end
+    if clear and w > now and n > 0 then redis.call('HSET', key, 'n', 0) end
     return {0, 0}
   end
   if w <= now then
-    w = now + window
+    w, l = now + window, 0
     redis.call('HSET', key, 'n', 0, 'p', 0, 'w', w, 'l', 0)
+    redis.call('PEXPIRE', key, window)
   end
-  local n = redis.call('HINCRBY', key, 'n', 1)
-  local locked = 0
-  if n >= limit and (tonumber(redis.call('HGET', key, 'l')) or 0) <= now then
-    -- Locked: until the window ends, or for `lock` ms with a new window after it.
-    local until_ = w
-    if lock > 0 then until_ = now + lock end
-    redis.call('HSET', key, 'l', until_, 'w', until_)
-    w = until_
-    locked = 1
-  end
-  redis.call('PEXPIRE', key, w - now)
-  return {n, locked}
+  n = redis.call('HINCRBY', key, 'n', 1)
+  if n < limit or l > now then return {n, 0} end
+  -- Locked: until the window ends, or for `lock` ms with a new window after it.
+  local until_ = w
+  if lock > 0 then until_ = now + lock end
+  redis.call('HSET', key, 'l', until_, 'w', until_)
+  redis.call('PEXPIRE', key, until_ - now)
+  return {n, 1}
 end
 """
 
@@ -97,14 +94,16 @@ RESERVE = (
     LIB
     + """
 local now = tonumber(ARGV[1])
-local wait = 0
+local wait, windows = 0, {}
 for i, key in ipairs(KEYS) do
-  wait = math.max(wait, admissible(key, now, tonumber(ARGV[2 * i])))
+  local w
+  w, windows[i] = admissible(key, now, tonumber(ARGV[2 * i]))
+  wait = math.max(wait, w)
 end
 if wait > 0 then return {wait} end
 local out = {0}
 for i, key in ipairs(KEYS) do
-  out[i + 1] = reserve(key, now, tonumber(ARGV[2 * i + 1]))
+  out[i + 1] = reserve(key, now, tonumber(ARGV[2 * i + 1]), windows[i])
 end
 return out
 """
