@@ -22,6 +22,7 @@ from mfa_service.docs import install_docs
 from mfa_service.errors import PayloadTooLarge, install_handlers, responses
 from mfa_service.factors import routes as factors_routes
 from mfa_service.factors.throttle import FactorThrottle
+from mfa_service.factors.webauthn import routes as webauthn_routes
 from mfa_service.health import router as health_router
 from mfa_service.http_guards import HttpGuards
 from mfa_service.introspection import routes as introspection_routes
@@ -118,7 +119,7 @@ def create_app(settings: Settings | None = None, clock: Clock | None = None) -> 
         app.add_middleware(
             CORSMiddleware,
             allow_origins=settings.cors_origins,
-            allow_methods=["GET", "POST", "DELETE"],
+            allow_methods=["GET", "POST", "PATCH", "DELETE"],
             allow_headers=["Authorization", "Content-Type"],
             expose_headers=["Retry-After", "WWW-Authenticate"],
             max_age=600,
@@ -128,6 +129,7 @@ def create_app(settings: Settings | None = None, clock: Clock | None = None) -> 
         audit_routes.router,
         challenges_routes.router,
         factors_routes.router,
+        webauthn_routes.router,
         introspection_routes.router,
         sessions_routes.router,
         tokens_routes.router,

@@ -8,6 +8,7 @@ import ipaddress
 import re
 from pathlib import Path
 from typing import Annotated, Literal
+from urllib.parse import urlsplit
 
 from pydantic import Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
@@ -24,6 +25,21 @@ def decode_key(text: str) -> bytes:
         return base64.urlsafe_b64decode(text + "=" * (-len(text) % 4))
     except (binascii.Error, ValueError):
         return b""
+
+
+def is_registrable_suffix(rp_id: str, host: str) -> bool:
+    """WebAuthn's rule (RP ID = the origin's host or a parent domain of it), without the
+    public suffix list: an IP address is only its own RP ID, and an RP ID needs a dot unless
+    it is the host itself (so `com` never covers `example.com`)."""
+    host = host.lower()
+    if host == rp_id:
+        return True
+    try:
+        ipaddress.ip_address(host)
+        return False
+    except ValueError:
+        pass
+    return "." in rp_id and host.endswith("." + rp_id)
 
 
 class Settings(BaseSettings):
@@ -79,6 +95,13 @@ class Settings(BaseSettings):
     # Enrolling a factor needs an authentication event at most this old (RFC 9470 max_age).
     reauth_max_age: int = Field(default=300, ge=30, le=3600)
 
+    # WebAuthn relying party (SPEC §7). Unset: derived from MFA_ISSUER (its host; its origin).
+    webauthn_rp_id: str | None = None
+    webauthn_rp_name: str | None = Field(default=None, description="Default: MFA_TOTP_ISSUER.")
+    webauthn_origins: Annotated[list[str], NoDecode] = []
+    # Passkey-login options calls per client IP per MFA_LOGIN_WINDOW_SECONDS (each is counted).
+    passkey_options_ip_max: int = Field(default=300, ge=1)
+
     # Password hashing: argon2id, OWASP minimum by default.
     argon2_memory_kib: int = Field(default=19456, ge=19456)
     argon2_time_cost: int = Field(default=2, ge=2)
@@ -92,6 +115,13 @@ class Settings(BaseSettings):
     def _split_origins(cls, value: object) -> object:
         if isinstance(value, str):
             return [part.strip() for part in value.split(",") if part.strip()]
+        return value
+
+    @field_validator("webauthn_origins", mode="before")
+    @classmethod
+    def _split_webauthn_origins(cls, value: object) -> object:
+        if isinstance(value, str):
+            return [part.strip().rstrip("/") for part in value.split(",") if part.strip()]
         return value
 
     @field_validator("proxy_header", mode="before")
@@ -142,6 +172,33 @@ class Settings(BaseSettings):
     @classmethod
     def _strip_issuer(cls, value: str) -> str:
         return value.rstrip("/")
+
+    @model_validator(mode="after")
+    def _webauthn_relying_party(self) -> Settings:
+        """Fill the defaults from the issuer; refuse an RP ID that no origin can use."""
+        issuer = urlsplit(self.issuer)
+        if self.webauthn_rp_id is None:
+            self.webauthn_rp_id = issuer.hostname or "localhost"
+        self.webauthn_rp_id = self.webauthn_rp_id.strip().lower()
+        if self.webauthn_rp_name is None:
+            self.webauthn_rp_name = self.totp_issuer
+        if not self.webauthn_origins:
+            self.webauthn_origins = [f"{issuer.scheme}://{issuer.netloc}"]
+        for origin in self.webauthn_origins:
+            parts = urlsplit(origin)
+            host = parts.hostname or ""
+            if parts.scheme not in ("https", "http") or not host or parts.path or parts.query:
+                raise ValueError(
+                    f"MFA_WEBAUTHN_ORIGINS: {origin!r} is not an origin "
+                    "(scheme://host[:port], no path)"
+                )
+            if not is_registrable_suffix(self.webauthn_rp_id, host):
+                raise ValueError(
+                    f"MFA_WEBAUTHN_RP_ID: {self.webauthn_rp_id!r} is not a registrable suffix "
+                    f"of the host of origin {origin!r} (MFA_WEBAUTHN_ORIGINS); browsers would "
+                    "refuse every WebAuthn call"
+                )
+        return self
 
     @model_validator(mode="after")
     def _production_needs_real_keys(self) -> Settings:

@@ -164,7 +164,14 @@ class MfaNotEnabled(ServiceError):
     status = 403
     code = "mfa_not_enabled"
     title = "MFA is not enabled"
-    detail = "Enable TOTP first."
+    detail = "Enroll a second factor first (TOTP or a security key)."
+
+
+class TotpNotEnabled(ServiceError):
+    status = 404
+    code = "not_found"
+    title = "TOTP not enabled"
+    detail = "The user has no TOTP authenticator to remove."
 
 
 class TotpAlreadyEnabled(ServiceError):
@@ -172,6 +179,53 @@ class TotpAlreadyEnabled(ServiceError):
     code = "totp_already_enabled"
     title = "TOTP already enabled"
     detail = "Disable TOTP before enrolling a new authenticator."
+
+
+class WebAuthnNotPending(ServiceError):
+    status = 400
+    code = "webauthn_not_pending"
+    title = "No pending WebAuthn registration"
+    detail = (
+        "Options are single use and last 300 s: get new ones from "
+        "POST /mfa/webauthn/registrations/options."
+    )
+
+
+class InvalidWebAuthnResponse(ServiceError):
+    status = 401
+    code = "invalid_webauthn_response"
+    title = "Invalid WebAuthn response"
+    detail = "The authenticator's response does not match the options, origin or relying party."
+
+
+class WebAuthnCredentialExists(ServiceError):
+    status = 409
+    code = "webauthn_credential_exists"
+    title = "Credential already registered"
+    detail = "This authenticator's credential is already registered."
+
+
+class WebAuthnCredentialNotFound(ServiceError):
+    status = 404
+    code = "not_found"
+    title = "No such credential"
+    detail = "The user has no WebAuthn credential with this id."
+
+
+class NoWebAuthnCredential(ServiceError):
+    status = 403
+    code = "no_webauthn_credential"
+    title = "No security key"
+    detail = "The user has no usable WebAuthn credential."
+
+
+class PasskeyRefused(ServiceError):
+    """One answer for every failed passkey login: nothing tells which check failed."""
+
+    status = 401
+    code = "invalid_credentials"
+    title = "Invalid credentials"
+    detail = "The passkey could not be verified."
 
 
 class InvalidCursor(ServiceError):

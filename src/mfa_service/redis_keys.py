@@ -29,6 +29,15 @@ class UserKeys:
     def challenge(self, token_hash: str) -> str:
         return f"{self._base}:challenge:{token_hash}"
 
+    def webauthn(self, purpose: str, binding_hash: str) -> str:
+        """A WebAuthn challenge waiting for its answer, for one purpose and binding."""
+        return f"{self._base}:webauthn:{purpose}:{binding_hash}"
+
+
+def passkey_key(prefix: str, challenge_hash: str) -> str:
+    """A passkey login's WebAuthn challenge: bound to no user, found by the challenge."""
+    return f"{prefix}{{passkey:{challenge_hash}}}"
+
 
 def deny_key(prefix: str, jti: str) -> str:
     return f"{prefix}deny:{jti}"

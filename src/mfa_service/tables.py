@@ -6,6 +6,7 @@ from mfa_service.accounts.models import User
 from mfa_service.audit.models import AuditEvent
 from mfa_service.factors.backup_codes.models import BackupCode
 from mfa_service.factors.totp.models import TotpCredential
+from mfa_service.factors.webauthn.models import WebAuthnCredential
 from mfa_service.sessions.models import RefreshToken, Session
 from mfa_service.tokens.models import SigningKey
 
@@ -19,5 +20,6 @@ __all__ = [
     "SigningKey",
     "TotpCredential",
     "User",
+    "WebAuthnCredential",
     "metadata",
 ]

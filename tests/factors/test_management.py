@@ -38,6 +38,7 @@ async def test_disable_needs_password_and_a_factor(
         "mfa_enabled": False,
         "totp": {"enabled": False, "pending": False},
         "backup_codes": {"remaining": 0},
+        "webauthn": {"credentials": 0},
     }
     tokens = await login(client, user.email)
     assert tokens["status"] == "authenticated"

@@ -41,6 +41,7 @@ async def test_the_whole_journey(client: httpx.AsyncClient, clock: FakeClock) ->
         "mfa_enabled": False,
         "totp": {"enabled": False, "pending": False},
         "backup_codes": {"remaining": 0},
+        "webauthn": {"credentials": 0},
     }
 
     setup = await client.post("/mfa/totp/setup", headers=auth)
@@ -88,6 +89,7 @@ async def test_the_whole_journey(client: httpx.AsyncClient, clock: FakeClock) ->
         "mfa_enabled": True,
         "totp": {"enabled": True, "pending": False},
         "backup_codes": {"remaining": 10},
+        "webauthn": {"credentials": 0},
     }
 
     clock.advance(30)

@@ -53,6 +53,7 @@ async def register(
 @router.post(
     "/auth/login",
     response_model=TokenResponse | ChallengeResponse,
+    response_model_exclude_none=True,  # `webauthn` only when the user has a security key
     tags=["accounts"],
     summary="Log in with email and password",
     responses=responses(InvalidCredentials, RateLimited, ServiceUnavailable),
@@ -107,7 +108,7 @@ async def change_password(
 ) -> None:
     """Every other session of the user ends; this one stays signed in."""
     await service.change_password(
-        db, svc, client, claims, body.current_password, body.new_password, body.code
+        db, svc, client, claims, body.current_password, body.new_password, body.second_factor()
     )
 
 

@@ -3,9 +3,11 @@ from __future__ import annotations
 import uuid
 from datetime import datetime
 
-from pydantic import BaseModel, ConfigDict, EmailStr, Field
+from pydantic import BaseModel, ConfigDict, EmailStr, Field, model_validator
 
 from mfa_service.accounts.passwords import MAX_LENGTH, MIN_LENGTH
+from mfa_service.factors.schemas import FactorProof
+from mfa_service.factors.webauthn.schemas import AuthenticationCredential
 
 PasswordField = Field(min_length=MIN_LENGTH, max_length=MAX_LENGTH)
 
@@ -50,8 +52,22 @@ class PasswordChangeRequest(BaseModel):
     code: str | None = Field(
         default=None,
         max_length=64,
-        description="A current TOTP code; required when MFA is enabled.",
+        description="When MFA is enabled, one of `code` (a current TOTP code), `backup_code` "
+        "or `webauthn` (an assertion for the options of POST /mfa/step-up/options).",
     )
+    backup_code: str | None = Field(default=None, max_length=64)
+    webauthn: AuthenticationCredential | None = None
+
+    @model_validator(mode="after")
+    def _at_most_one_factor(self) -> PasswordChangeRequest:
+        if sum(v is not None for v in (self.code, self.backup_code, self.webauthn)) > 1:
+            raise ValueError("give at most one of code, backup_code or webauthn")
+        return self
+
+    def second_factor(self) -> FactorProof | None:
+        if self.code is None and self.backup_code is None and self.webauthn is None:
+            return None
+        return FactorProof(code=self.code, backup_code=self.backup_code, webauthn=self.webauthn)
 
 
 class UserOut(BaseModel):

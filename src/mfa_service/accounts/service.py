@@ -22,7 +22,7 @@ from mfa_service.errors import (
     WeakPassword,
 )
 from mfa_service.factors import verification
-from mfa_service.factors.backup_codes import repository as backup_codes
+from mfa_service.factors.base import Context
 from mfa_service.factors.schemas import FactorProof
 from mfa_service.net import Client
 from mfa_service.services import Services
@@ -101,10 +101,7 @@ async def login(
         raise InvalidCredentials()
     if user.mfa_enabled:
         audit.record(db, svc, client, "login.succeeded", user.id, next="mfa_challenge")
-        methods = ["totp"]
-        if await backup_codes.count_unused(db, user.id):
-            methods.append("backup_code")
-        return await challenges.start(svc, user.id, user.credentials_version, methods)
+        return await challenges.start(db, svc, user.id, user.credentials_version)
     audit.record(db, svc, client, "login.succeeded", user.id)
     return await sessions.start_session(
         db, svc, user_id=user.id, amr=["pwd"], credentials_version=user.credentials_version
@@ -139,7 +136,7 @@ async def change_password(
     claims: AccessClaims,
     current: str,
     new: str,
-    code: str | None,
+    proof: FactorProof | None,
 ) -> None:
     user = await current_user(db, claims)
     if not await verify_password(db, svc, client, user.email, user, current):
@@ -147,9 +144,10 @@ async def change_password(
     if is_too_common(new, user.email):
         raise WeakPassword()
     if user.mfa_enabled:
-        if code is None:
-            raise InvalidCode("A current TOTP code is required: MFA is enabled.")
-        await verification.prove(db, svc, client, user.id, FactorProof(code=code))
+        if proof is None:
+            raise InvalidCode("A second factor is required: MFA is enabled.")
+        ctx = Context(user.id, "step_up", str(claims.sid))
+        await verification.prove(db, svc, client, ctx, proof)
     user.password_hash = await svc.hasher.hash(new)
     user.password_changed_at = now(svc.clock)
     db.add(user)

@@ -5,6 +5,7 @@ from typing import Literal
 from pydantic import BaseModel, ConfigDict, Field
 
 from mfa_service.factors.schemas import FactorProof
+from mfa_service.factors.webauthn.schemas import RequestOptions
 
 
 class ChallengeResponse(BaseModel):
@@ -24,7 +25,15 @@ class ChallengeResponse(BaseModel):
     status: Literal["mfa_required"] = "mfa_required"
     challenge_token: str = Field(description="Opaque; send it to POST /mfa/challenge.")
     expires_in: int
-    methods: list[str]
+    methods: list[str] = Field(
+        description="What the user can answer with: `totp`, `backup_code`, `webauthn`."
+    )
+    webauthn: RequestOptions | None = Field(
+        default=None,
+        description="With `webauthn` in `methods`: request options for the user's security "
+        "keys, bound to this challenge; pass them to `PublicKeyCredential."
+        "parseRequestOptionsFromJSON()`, then send `credential.toJSON()` as `webauthn`.",
+    )
 
 
 class ChallengeAnswer(FactorProof):
@@ -33,6 +42,20 @@ class ChallengeAnswer(FactorProof):
             "examples": [
                 {"challenge_token": "5b0c…", "code": "123456"},
                 {"challenge_token": "5b0c…", "backup_code": "7k3qz-9wm2x"},
+                {
+                    "challenge_token": "5b0c…",
+                    "webauthn": {
+                        "id": "AXkXa0P8qS7p0cA",
+                        "rawId": "AXkXa0P8qS7p0cA",
+                        "type": "public-key",
+                        "response": {
+                            "clientDataJSON": "eyJ0eXBlIjoid2ViYXV0aG4uZ2V0Ii…",
+                            "authenticatorData": "SZYN5YgOjGh0NBcPZHZgW4_krrmihjLHmVz…",
+                            "signature": "MEUCIQDx…",
+                        },
+                        "clientExtensionResults": {},
+                    },
+                },
             ]
         }
     )

@@ -9,6 +9,7 @@ from sqlmodel.ext.asyncio.session import AsyncSession
 from mfa_service.challenges import store
 from mfa_service.challenges.schemas import ChallengeResponse
 from mfa_service.factors import verification
+from mfa_service.factors.base import Context
 from mfa_service.factors.schemas import FactorProof
 from mfa_service.net import Client
 from mfa_service.services import Services
@@ -17,11 +18,20 @@ from mfa_service.sessions.schemas import TokenResponse
 
 
 async def start(
-    svc: Services, user_id: uuid.UUID, credentials_version: int, methods: list[str]
+    db: AsyncSession, svc: Services, user_id: uuid.UUID, credentials_version: int
 ) -> ChallengeResponse:
-    token = await store.create(svc, user_id, credentials_version)
-    return ChallengeResponse(
-        challenge_token=token, expires_in=svc.settings.challenge_ttl, methods=methods
+    """A challenge token, the user's methods, and what a two-step factor needs first (WebAuthn
+    request options bound to this challenge)."""
+    token, challenge = await store.create(svc, user_id, credentials_version)
+    ctx = Context(user_id, "challenge", challenge.token_hash)
+    methods, offers = await verification.offer(db, svc, ctx)
+    return ChallengeResponse.model_validate(
+        {
+            "challenge_token": token,
+            "expires_in": svc.settings.challenge_ttl,
+            "methods": methods,
+            **offers,
+        }
     )
 
 
@@ -30,13 +40,19 @@ async def answer(
 ) -> TokenResponse:
     challenge = store.parse(svc, token)
     user_id = challenge.keys.user_id
-    factor = await verification.prove(
-        db, svc, client, user_id, proof, challenge_key=challenge.key, audit_as="challenge"
+    outcome = await verification.prove(
+        db,
+        svc,
+        client,
+        Context(user_id, "challenge", challenge.token_hash),
+        proof,
+        challenge_key=challenge.key,
+        audit_as="challenge",
     )
     return await sessions.start_session(
         db,
         svc,
         user_id=user_id,
-        amr=["pwd", "mfa", factor.amr],
+        amr=["pwd", "mfa", outcome.amr],
         credentials_version=challenge.credentials_version,
     )

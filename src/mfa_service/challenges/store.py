@@ -48,6 +48,7 @@ _PAYLOAD = struct.Struct(">16sQ32s")  # user id, credentials version, random
 @dataclass(frozen=True)
 class Challenge:
     keys: UserKeys
+    token_hash: str  # SHA-256 of the token: what a two-step factor's options are bound to
     key: str  # the challenge's Redis key
     credentials_version: int
 
@@ -75,10 +76,13 @@ def parse(svc: Services, token: str) -> Challenge:
 
 def _challenge(svc: Services, token: str, user_id: uuid.UUID, version: int) -> Challenge:
     keys = UserKeys(svc.settings.redis_prefix, user_id)
-    return Challenge(keys, keys.challenge(hashlib.sha256(token.encode()).hexdigest()), version)
+    token_hash = hashlib.sha256(token.encode()).hexdigest()
+    return Challenge(keys, token_hash, keys.challenge(token_hash), version)
 
 
-async def create(svc: Services, user_id: uuid.UUID, credentials_version: int) -> str:
+async def create(
+    svc: Services, user_id: uuid.UUID, credentials_version: int
+) -> tuple[str, Challenge]:
     plain = _PAYLOAD.pack(user_id.bytes, credentials_version, secrets.token_bytes(32))
     nonce = secrets.token_bytes(12)
     raw = nonce + _aead(svc.box).encrypt(nonce, plain, _AAD)
@@ -90,7 +94,7 @@ async def create(svc: Services, user_id: uuid.UUID, credentials_version: int) ->
     await svc.redis.register_script(CREATE)(
         keys=[challenge.key, challenge.keys.challenge_generation], args=[ttl_ms, expires_ms]
     )
-    return token
+    return token, challenge
 
 
 async def revoke_all(svc: Services, user_id: uuid.UUID) -> None:

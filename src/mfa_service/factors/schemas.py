@@ -4,12 +4,15 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
+from mfa_service.factors.webauthn.schemas import AuthenticationCredential
+
 CODE_DESCRIPTION = "A current 6-digit code from the authenticator app (spaces are ignored)."
 BACKUP_DESCRIPTION = "One of the backup codes, e.g. `7k3qz-9wm2x` (case and hyphens ignored)."
 
 
 class FactorProof(BaseModel):
-    """Exactly one of `code` (TOTP) or `backup_code`."""
+    """Exactly one of `code` (TOTP), `backup_code` or `webauthn` (a security key's assertion
+    for the request options this challenge or session was given)."""
 
     model_config = ConfigDict(
         json_schema_extra={"examples": [{"code": "123456"}, {"backup_code": "7k3qz-9wm2x"}]}
@@ -17,11 +20,18 @@ class FactorProof(BaseModel):
 
     code: str | None = Field(default=None, description=CODE_DESCRIPTION)
     backup_code: str | None = Field(default=None, description=BACKUP_DESCRIPTION)
+    webauthn: AuthenticationCredential | None = Field(
+        default=None,
+        description="`credential.toJSON()` of `navigator.credentials.get()` called with the "
+        "request options from the login's `ChallengeResponse.webauthn` (or, for a step-up, "
+        "from `POST /mfa/step-up/options`).",
+    )
 
     @model_validator(mode="after")
     def _exactly_one(self) -> FactorProof:
-        if (self.code is None) == (self.backup_code is None):
-            raise ValueError("give exactly one of code or backup_code")
+        given = [v for v in (self.code, self.backup_code, self.webauthn) if v is not None]
+        if len(given) != 1:
+            raise ValueError("give exactly one of code, backup_code or webauthn")
         return self
 
 
@@ -47,7 +57,11 @@ class TotpState(BaseModel):
 
 
 class BackupCodesState(BaseModel):
-    remaining: int = Field(description="Unused backup codes; 0 until TOTP is confirmed.")
+    remaining: int = Field(description="Unused backup codes; 0 until a second factor is enrolled.")
+
+
+class WebAuthnState(BaseModel):
+    credentials: int = Field(description="Registered security keys and passkeys.")
 
 
 class MfaState(BaseModel):
@@ -58,6 +72,7 @@ class MfaState(BaseModel):
                     "mfa_enabled": True,
                     "totp": {"enabled": True, "pending": False},
                     "backup_codes": {"remaining": 9},
+                    "webauthn": {"credentials": 1},
                 }
             ]
         }
@@ -66,6 +81,7 @@ class MfaState(BaseModel):
     mfa_enabled: bool
     totp: TotpState
     backup_codes: BackupCodesState
+    webauthn: WebAuthnState
 
 
 class TotpSetup(BaseModel):

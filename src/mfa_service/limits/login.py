@@ -6,6 +6,8 @@
              100. Unknown emails are counted and answered like known ones.
   per IP     refresh-token and introspection-client guesses: 100 per 15 min each.
   register   20 attempts per IP per hour, every attempt counted whatever its answer.
+  passkeys   passkey-login options: 300 calls per IP per 15 min, each counted; wrong
+             passkey assertions: 100 per IP per 15 min.
 
 Client IPs are counted by `Client.ip_bucket`: IPv6 per /64, which one subscriber holds.
 Each limit is reserved before the secret is checked and settled after, so concurrent guesses
@@ -91,6 +93,17 @@ class LoginLimiter:
 
     async def settle(self, reservation: Reservation, ok: bool) -> None:
         await self._limiter.settle(reservation, ok)
+
+    async def release(self, reservation: Reservation) -> None:
+        """Give back a guess that was never judged (a backing service failed)."""
+        await self._limiter.release(reservation)
+
+    async def count_passkey_options(self, ip_bucket: str) -> None:
+        """Count a passkey-login options call (each stores a challenge), or RateLimited."""
+        s = self._settings
+        key = f"{s.redis_prefix}{{passkey-options-ip:{ip_bucket}}}"
+        window = s.login_window_seconds * 1000
+        await self._limiter.reserve(Limit(key, s.passkey_options_ip_max, window))
 
     async def count_registration(self, ip_bucket: str) -> None:
         """Count a registration attempt, whatever it turns out to be, or RateLimited. Never

@@ -10,7 +10,7 @@ from sqlmodel.ext.asyncio.session import AsyncSession
 from mfa_service.clock import now
 from mfa_service.factors.backup_codes import codes, repository
 from mfa_service.factors.backup_codes.models import BackupCode
-from mfa_service.factors.base import Verdict
+from mfa_service.factors.base import Context, OneStep, Outcome, Verdict
 from mfa_service.services import Services
 
 
@@ -40,23 +40,28 @@ async def issue(db: AsyncSession, svc: Services, user_id: uuid.UUID) -> list[str
     return fresh
 
 
-class BackupCodeFactor:
+class BackupCodeFactor(OneStep):
     method = "backup_code"
-    amr = "recovery"
+
+    async def enrolled(self, db: AsyncSession, user_id: uuid.UUID) -> bool:
+        return await repository.count_unused(db, user_id) > 0
 
     async def verify(
-        self, db: AsyncSession, svc: Services, user_id: uuid.UUID, submitted: str
-    ) -> Verdict:
-        normalised = codes.normalise(submitted)
+        self, db: AsyncSession, svc: Services, ctx: Context, submitted: object
+    ) -> Outcome:
+        normalised = codes.normalise(submitted) if isinstance(submitted, str) else None
         if normalised is None:
-            return Verdict.WRONG
+            return WRONG
         pepper = _pepper(svc)
         match = None
-        for row in await repository.unused(db, user_id):
+        for row in await repository.unused(db, ctx.user_id):
             if hmac.compare_digest(codes.digest(pepper, row.salt, normalised), row.digest):
                 match = row
         if match is None:
-            return Verdict.WRONG
+            return WRONG
         if not await repository.consume(db, match.id, now(svc.clock)):
-            return Verdict.REPLAY  # a concurrent request used it first
-        return Verdict.OK
+            return Outcome(Verdict.REPLAY)  # a concurrent request used it first
+        return Outcome(Verdict.OK, amr="recovery", event="backup_code.used")
+
+
+WRONG = Outcome(Verdict.WRONG)

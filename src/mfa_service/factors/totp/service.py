@@ -8,7 +8,7 @@ from sqlmodel.ext.asyncio.session import AsyncSession
 
 from mfa_service.clock import now
 from mfa_service.errors import InvalidCode, NothingPending, PendingNotFound, TotpAlreadyEnabled
-from mfa_service.factors.base import Verdict
+from mfa_service.factors.base import Context, OneStep, Outcome, Verdict
 from mfa_service.factors.totp import otp, repository
 from mfa_service.factors.totp.models import TotpCredential
 from mfa_service.services import Services
@@ -73,21 +73,28 @@ async def status(db: AsyncSession, user_id: uuid.UUID) -> tuple[bool, bool]:
     return credential.confirmed_at is not None, credential.confirmed_at is None
 
 
-class TotpFactor:
+class TotpFactor(OneStep):
     method = "totp"
-    amr = "otp"
+
+    async def enrolled(self, db: AsyncSession, user_id: uuid.UUID) -> bool:
+        return await repository.get_confirmed(db, user_id) is not None
 
     async def verify(
-        self, db: AsyncSession, svc: Services, user_id: uuid.UUID, submitted: str
-    ) -> Verdict:
-        credential = await repository.get_confirmed(db, user_id)
-        if credential is None:
-            return Verdict.WRONG
+        self, db: AsyncSession, svc: Services, ctx: Context, submitted: object
+    ) -> Outcome:
+        credential = await repository.get_confirmed(db, ctx.user_id)
+        if credential is None or not isinstance(submitted, str):
+            return WRONG
         step = otp.matching_step(_secret(svc, credential), submitted, svc.clock.time())
         if step is None:
-            return Verdict.WRONG
+            return WRONG
         if credential.last_used_step is not None and step <= credential.last_used_step:
-            return Verdict.REPLAY
+            return REPLAY
         if not await repository.consume_step(db, credential.id, step):
-            return Verdict.REPLAY  # a concurrent request took this step first
-        return Verdict.OK
+            return REPLAY  # a concurrent request took this step first
+        return OK
+
+
+OK = Outcome(Verdict.OK, amr="otp")
+WRONG = Outcome(Verdict.WRONG)
+REPLAY = Outcome(Verdict.REPLAY, event="totp.replay_refused")

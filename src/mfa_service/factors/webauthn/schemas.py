@@ -1,0 +1,269 @@
+"""WebAuthn bodies: the W3C JSON forms (WebAuthn Level 3 §5.1.8–§5.1.10) as typed models, so
+a generated client gets real types and a browser passes them to
+`PublicKeyCredential.parseCreationOptionsFromJSON()` / sends `credential.toJSON()` unchanged.
+Binary fields are base64url strings without padding."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Annotated, Any, Literal
+
+from pydantic import (
+    AliasGenerator,
+    BaseModel,
+    ConfigDict,
+    Field,
+    SerializerFunctionWrapHandler,
+    StringConstraints,
+    model_serializer,
+)
+from pydantic.alias_generators import to_camel
+
+# base64url without padding. Generous bounds: a real attestation object is a few hundred bytes
+# to a few kilobytes, a credential id at most 1023 bytes.
+B64 = r"^[A-Za-z0-9_-]*$"
+Id = Annotated[str, StringConstraints(max_length=1400, pattern=B64)]
+Small = Annotated[str, StringConstraints(max_length=8192, pattern=B64)]
+Large = Annotated[str, StringConstraints(max_length=32768, pattern=B64)]
+
+
+class W3CModel(BaseModel):
+    """camelCase on the wire; unknown members (future extensions) are ignored."""
+
+    model_config = ConfigDict(
+        alias_generator=AliasGenerator(alias=to_camel),
+        populate_by_name=True,
+        extra="ignore",
+    )
+
+    @model_serializer(mode="wrap")
+    def _without_nulls(self, handler: SerializerFunctionWrapHandler) -> Any:
+        # Absent, not null: a browser's parse*FromJSON() throws on `hints: null` and the like.
+        data = handler(self)
+        return {k: v for k, v in data.items() if v is not None}
+
+    def wire(self) -> dict[str, Any]:
+        """Back to the W3C JSON form, for py_webauthn."""
+        return self.model_dump(by_alias=True, exclude_none=True)
+
+
+class CredentialDescriptor(W3CModel):
+    type: Literal["public-key"] = "public-key"
+    id: str
+    transports: list[str] | None = None
+
+
+class RelyingParty(W3CModel):
+    id: str
+    name: str
+
+
+class UserEntity(W3CModel):
+    id: str = Field(description="The user handle, base64url: random, not the email.")
+    name: str
+    display_name: str
+
+
+class CredentialParameters(W3CModel):
+    type: Literal["public-key"] = "public-key"
+    alg: int = Field(description="A COSE algorithm identifier (-7 ES256, -8 EdDSA, -257 RS256).")
+
+
+class AuthenticatorSelection(W3CModel):
+    authenticator_attachment: str | None = None
+    resident_key: str | None = None
+    require_resident_key: bool | None = None
+    user_verification: str | None = None
+
+
+class CreationOptions(W3CModel):
+    """PublicKeyCredentialCreationOptionsJSON: pass to `parseCreationOptionsFromJSON()`."""
+
+    model_config = ConfigDict(
+        json_schema_extra={
+            "examples": [
+                {
+                    "rp": {"id": "example.com", "name": "mfa-service"},
+                    "user": {
+                        "id": "3q2-7wAAQACAAMAD",
+                        "name": "alice@example.com",
+                        "displayName": "alice@example.com",
+                    },
+                    "challenge": "Zk9xZ2V0c0t6b3h2c1dWQ2t5cWpYZw",
+                    "pubKeyCredParams": [{"type": "public-key", "alg": -7}],
+                    "timeout": 300000,
+                    "excludeCredentials": [],
+                    "authenticatorSelection": {
+                        "residentKey": "discouraged",
+                        "requireResidentKey": False,
+                        "userVerification": "discouraged",
+                    },
+                    "attestation": "none",
+                }
+            ]
+        }
+    )
+
+    rp: RelyingParty
+    user: UserEntity
+    challenge: str
+    pub_key_cred_params: list[CredentialParameters]
+    timeout: int | None = None
+    exclude_credentials: list[CredentialDescriptor] = []
+    authenticator_selection: AuthenticatorSelection | None = None
+    attestation: str = "none"
+    hints: list[str] | None = None
+
+
+class RequestOptions(W3CModel):
+    """PublicKeyCredentialRequestOptionsJSON: pass to `parseRequestOptionsFromJSON()`."""
+
+    model_config = ConfigDict(
+        json_schema_extra={
+            "examples": [
+                {
+                    "challenge": "Zk9xZ2V0c0t6b3h2c1dWQ2t5cWpYZw",
+                    "timeout": 300000,
+                    "rpId": "example.com",
+                    "allowCredentials": [
+                        {"type": "public-key", "id": "AXkXa0P8qS7p0cA", "transports": ["usb"]}
+                    ],
+                    "userVerification": "discouraged",
+                }
+            ]
+        }
+    )
+
+    challenge: str
+    timeout: int | None = None
+    rp_id: str
+    allow_credentials: list[CredentialDescriptor] = []
+    user_verification: str = "preferred"
+    hints: list[str] | None = None
+
+
+class AttestationResponse(W3CModel):
+    client_data_json: Small = Field(alias="clientDataJSON")
+    attestation_object: Large
+    transports: list[str] | None = Field(default=None, max_length=16)
+    authenticator_data: Large | None = None
+    public_key: Small | None = None
+    public_key_algorithm: int | None = None
+
+
+class RegistrationCredential(W3CModel):
+    """RegistrationResponseJSON: what `credential.toJSON()` gives after `create()`."""
+
+    id: Id
+    raw_id: Id
+    type: Literal["public-key"]
+    response: AttestationResponse
+    authenticator_attachment: str | None = None
+    client_extension_results: dict[str, Any] = Field(default_factory=dict)
+
+
+class AssertionResponse(W3CModel):
+    client_data_json: Small = Field(alias="clientDataJSON")
+    authenticator_data: Small
+    signature: Small
+    user_handle: Id | None = None
+
+
+class AuthenticationCredential(W3CModel):
+    """AuthenticationResponseJSON: what `credential.toJSON()` gives after `get()`."""
+
+    model_config = ConfigDict(
+        json_schema_extra={
+            "examples": [
+                {
+                    "id": "AXkXa0P8qS7p0cA",
+                    "rawId": "AXkXa0P8qS7p0cA",
+                    "type": "public-key",
+                    "response": {
+                        "clientDataJSON": "eyJ0eXBlIjoid2ViYXV0aG4uZ2V0Ii…",
+                        "authenticatorData": "SZYN5YgOjGh0NBcPZHZgW4_krrmihjLHmVzzuoMdl2MFAAAAAQ",
+                        "signature": "MEUCIQDx…",
+                        "userHandle": None,
+                    },
+                    "authenticatorAttachment": "cross-platform",
+                    "clientExtensionResults": {},
+                }
+            ]
+        }
+    )
+
+    id: Id
+    raw_id: Id
+    type: Literal["public-key"]
+    response: AssertionResponse
+    authenticator_attachment: str | None = None
+    client_extension_results: dict[str, Any] = Field(default_factory=dict)
+
+
+# --- our own bodies --------------------------------------------------------------------------
+
+
+class RegistrationOptionsRequest(BaseModel):
+    model_config = ConfigDict(json_schema_extra={"examples": [{"passkey": False}]})
+
+    passkey: bool = Field(
+        default=False,
+        description="Ask for a discoverable credential with user verification (a passkey, "
+        "for passwordless login); false: a security key as a second factor.",
+    )
+
+
+class RegistrationRequest(BaseModel):
+    credential: RegistrationCredential
+    name: str = Field(min_length=1, max_length=64, description="Shown in the credential list.")
+
+
+class CredentialOut(BaseModel):
+    """WebAuthnCredential."""
+
+    model_config = ConfigDict(
+        json_schema_extra={
+            "examples": [
+                {
+                    "id": "0b8c6a2e-5d7f-4a35-9a3e-2f1c4d5e6f70",
+                    "name": "YubiKey 5C",
+                    "created_at": "2026-11-29T10:00:00Z",
+                    "last_used_at": None,
+                    "passkey": False,
+                    "device_bound": True,
+                    "backed_up": False,
+                    "transports": ["usb", "nfc"],
+                    "aaguid": "00000000-0000-0000-0000-000000000000",
+                }
+            ]
+        }
+    )
+
+    id: str
+    name: str
+    created_at: datetime
+    last_used_at: datetime | None
+    passkey: bool = Field(description="Registered for passwordless login.")
+    device_bound: bool = Field(description="Cannot leave its authenticator (amr `hwk`).")
+    backed_up: bool = Field(description="Synced to a cloud account (amr `swk`).")
+    transports: list[str]
+    aaguid: str = Field(description="The authenticator model (all zeros: not disclosed).")
+
+
+class Registered(BaseModel):
+    credential: CredentialOut
+    backup_codes: list[str] = Field(
+        description="10 codes when this registration turned MFA on (shown once), else []."
+    )
+
+
+class CredentialList(BaseModel):
+    items: list[CredentialOut]
+
+
+class Rename(BaseModel):
+    name: str = Field(min_length=1, max_length=64)
+
+
+class PasskeyLogin(BaseModel):
+    credential: AuthenticationCredential
