@@ -284,3 +284,51 @@ def test_rejected_data_key_is_not_in_the_exception(monkeypatch: pytest.MonkeyPat
     with pytest.raises(ValidationError) as raised:
         Settings()
     assert "almost-a-key" not in str(raised.value)
+
+
+def test_webauthn_relying_party_defaults_come_from_the_issuer() -> None:
+    settings = Settings(issuer="https://auth.example.com:8443/")
+    assert settings.webauthn_rp_id == "auth.example.com"
+    assert settings.webauthn_origins == ["https://auth.example.com:8443"]
+    assert settings.webauthn_rp_name == settings.totp_issuer
+
+
+def test_webauthn_rp_id_may_be_a_parent_domain_of_every_origin(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setenv("MFA_WEBAUTHN_RP_ID", "example.com")
+    monkeypatch.setenv("MFA_WEBAUTHN_ORIGINS", "https://app.example.com, https://example.com/")
+    settings = Settings(issuer="https://auth.example.com")
+    assert settings.webauthn_origins == ["https://app.example.com", "https://example.com"]
+
+
+@pytest.mark.parametrize(
+    ("rp_id", "origins"),
+    [
+        ("example.com", "https://example.org"),  # another site
+        ("app.example.com", "https://example.com"),  # a child of the origin's host
+        ("com", "https://example.com"),  # a public suffix (no dot)
+        ("ample.com", "https://example.com"),  # a suffix of the string, not of the domain
+        ("0.1", "https://127.0.0.1"),  # an IP address is only its own RP ID
+    ],
+)
+def test_webauthn_rp_id_that_no_origin_can_use_is_refused_at_start(
+    rp_id: str, origins: str, tmp_path: Path
+) -> None:
+    with pytest.raises(ValidationError, match="MFA_WEBAUTHN_RP_ID"):
+        Settings(webauthn_rp_id=rp_id, webauthn_origins=origins)
+    # The server refuses to start, naming the setting.
+    result = run_cli(
+        "keys",
+        "list",
+        MFA_DATA_DIR=str(tmp_path),
+        MFA_WEBAUTHN_RP_ID=rp_id,
+        MFA_WEBAUTHN_ORIGINS=origins,
+    )
+    assert result.returncode != 0
+    assert "MFA_WEBAUTHN_RP_ID" in result.stderr
+
+
+def test_webauthn_origins_must_be_origins() -> None:
+    with pytest.raises(ValidationError, match="MFA_WEBAUTHN_ORIGINS"):
+        Settings(webauthn_origins="https://example.com/login")
