@@ -42,10 +42,13 @@ async def answer_challenge(
     client: ClientDep,
     credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(challenge_bearer)],
 ) -> TokenResponse:
-    """A TOTP code or a backup code for the challenge from `/auth/login`.
+    """A TOTP code, a backup code, or a security key's assertion (`webauthn`: the
+    `credential.toJSON()` of `navigator.credentials.get()` called with this challenge's
+    `webauthn` request options) for the challenge from `/auth/login`.
 
-    A challenge allows 5 wrong codes, then it is burned; 10 wrong codes for a user within
-    15 minutes lock the second factor for 15 minutes (429 with `Retry-After`).
+    A challenge allows 5 wrong answers, then it is burned; 10 wrong answers for a user within
+    15 minutes lock the second factor for 15 minutes (429 with `Retry-After`). A wrong
+    assertion uses up the challenge's WebAuthn options (a code still works).
     """
     token = body.challenge_token or (credentials.credentials if credentials else None)
     if not token:

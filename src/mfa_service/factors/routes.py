@@ -14,6 +14,7 @@ from mfa_service.errors import (
     RateLimited,
     ServiceUnavailable,
     TotpAlreadyEnabled,
+    TotpNotEnabled,
     responses,
 )
 from mfa_service.factors import service
@@ -109,13 +110,17 @@ async def totp_confirm(
     "/mfa/totp",
     status_code=status.HTTP_204_NO_CONTENT,
     response_class=Response,
-    summary="Remove TOTP and the backup codes",
-    responses=responses(InvalidToken, InvalidCredentials, InvalidCode, MfaNotEnabled, RateLimited),
+    summary="Remove TOTP (and the backup codes, if no other factor is left)",
+    responses=responses(
+        InvalidToken, InvalidCredentials, InvalidCode, MfaNotEnabled, TotpNotEnabled, RateLimited
+    ),
 )
 async def totp_disable(
     body: DisableRequest, claims: CurrentClaims, db: SessionDep, svc: ServicesDep, client: ClientDep
 ) -> None:
-    """Needs the password and a current code or a backup code."""
+    """Needs the password and a second factor (a current code, a backup code, or a security
+    key's assertion for the options of `POST /mfa/step-up/options`). With a security key
+    left MFA stays on and the backup codes stay valid."""
     await service.disable_totp(db, svc, client, claims, body)
 
 
@@ -148,5 +153,6 @@ async def step_up(
     body: FactorProof, claims: CurrentClaims, db: SessionDep, svc: ServicesDep, client: ClientDep
 ) -> TokenResponse:
     """For services that demand recent MFA (RFC 9470): same session, new tokens whose
-    `auth_time` is now and whose `amr` is `["mfa", <the factor just proven>]`."""
+    `auth_time` is now and whose `amr` is `["mfa", <the factor just proven>]`. With a
+    security key: first `POST /mfa/step-up/options`, then send `{"webauthn": …}`."""
     return await service.step_up(db, svc, client, claims, body)

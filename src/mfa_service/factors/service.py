@@ -121,7 +121,7 @@ async def _factor_removed(
     db: AsyncSession, svc: Services, claims: AccessClaims, user: User, reason: str
 ) -> None:
     """With no factor left, MFA off and the backup codes void; other sessions end."""
-    left = await verification.TOTP.enrolled(db, user.id) or await verification.WEBAUTHN.enrolled(
+    left = await verification.TOTP.enrolled(db, user.id) or await webauthn_repository.count(
         db, user.id
     )
     if not left:

@@ -23,8 +23,11 @@ async def for_user(db: AsyncSession, user_id: uuid.UUID) -> list[Credential]:
     return list(await db.exec(query))
 
 
-async def count(db: AsyncSession, user_id: uuid.UUID) -> int:
+async def count(db: AsyncSession, user_id: uuid.UUID, *, usable: bool = False) -> int:
+    """The user's credentials; `usable`: only those not suspected of being cloned."""
     query = select(func.count()).select_from(Credential).where(Credential.user_id == user_id)
+    if usable:
+        query = query.where(col(Credential.clone_suspected_at).is_(None))
     return int((await db.exec(query)).one())
 
 

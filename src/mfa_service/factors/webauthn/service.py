@@ -3,6 +3,7 @@ and passwordless login with a passkey (SPEC §7)."""
 
 from __future__ import annotations
 
+import re
 import uuid
 
 from sqlalchemy.exc import IntegrityError
@@ -32,6 +33,7 @@ from mfa_service.sessions import service as sessions
 from mfa_service.sessions.schemas import TokenResponse
 
 WRONG = Outcome(Verdict.WRONG)
+TRANSPORT = re.compile(r"[a-z][a-z-]{0,31}")  # usb, nfc, ble, hybrid, internal, smart-card
 
 
 def to_out(credential: WebAuthnCredential) -> CredentialOut:
@@ -81,7 +83,7 @@ async def register(
         credential_id=verified.credential_id,
         public_key=verified.credential_public_key,
         sign_count=verified.sign_count,
-        transports=",".join(t for t in transports if t.isascii() and t.isalnum())[:200],
+        transports=",".join(t for t in transports if TRANSPORT.fullmatch(t))[:200],
         aaguid=verified.aaguid,
         passkey=options.passkey,
         device_bound=verified.credential_device_type == "single_device",
@@ -137,7 +139,7 @@ class WebAuthnFactor:
     method = "webauthn"
 
     async def enrolled(self, db: AsyncSession, user_id: uuid.UUID) -> bool:
-        return await repository.count(db, user_id) > 0
+        return await repository.count(db, user_id, usable=True) > 0
 
     async def begin(self, db: AsyncSession, svc: Services, ctx: Context) -> RequestOptions | None:
         usable = [c for c in await repository.for_user(db, ctx.user_id) if not c.clone_suspected_at]
