@@ -5,7 +5,7 @@ from typing import Literal
 from pydantic import BaseModel, ConfigDict, Field
 
 from mfa_service.factors.schemas import FactorProof
-from mfa_service.factors.webauthn.schemas import RequestOptions
+from mfa_service.factors.webauthn.schemas import ASSERTION_EXAMPLE, RequestOptions
 
 
 class ChallengeResponse(BaseModel):
@@ -42,20 +42,7 @@ class ChallengeAnswer(FactorProof):
             "examples": [
                 {"challenge_token": "5b0c…", "code": "123456"},
                 {"challenge_token": "5b0c…", "backup_code": "7k3qz-9wm2x"},
-                {
-                    "challenge_token": "5b0c…",
-                    "webauthn": {
-                        "id": "AXkXa0P8qS7p0cA",
-                        "rawId": "AXkXa0P8qS7p0cA",
-                        "type": "public-key",
-                        "response": {
-                            "clientDataJSON": "eyJ0eXBlIjoid2ViYXV0aG4uZ2V0Ii…",
-                            "authenticatorData": "SZYN5YgOjGh0NBcPZHZgW4_krrmihjLHmVz…",
-                            "signature": "MEUCIQDx…",
-                        },
-                        "clientExtensionResults": {},
-                    },
-                },
+                {"challenge_token": "5b0c…", "webauthn": ASSERTION_EXAMPLE},
             ]
         }
     )

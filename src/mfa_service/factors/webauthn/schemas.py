@@ -169,28 +169,25 @@ class AssertionResponse(W3CModel):
     user_handle: Id | None = None
 
 
+ASSERTION_EXAMPLE: dict[str, Any] = {
+    "id": "AXkXa0P8qS7p0cA",
+    "rawId": "AXkXa0P8qS7p0cA",
+    "type": "public-key",
+    "response": {
+        "clientDataJSON": "eyJ0eXBlIjoid2ViYXV0aG4uZ2V0In0",
+        "authenticatorData": "SZYN5YgOjGh0NBcPZHZgW4_krrmihjLHmVzzuoMdl2MFAAAAAQ",
+        "signature": "MEUCIQDxc2lnbmF0dXJl",
+        "userHandle": None,
+    },
+    "authenticatorAttachment": "cross-platform",
+    "clientExtensionResults": {},
+}
+
+
 class AuthenticationCredential(W3CModel):
     """AuthenticationResponseJSON: what `credential.toJSON()` gives after `get()`."""
 
-    model_config = ConfigDict(
-        json_schema_extra={
-            "examples": [
-                {
-                    "id": "AXkXa0P8qS7p0cA",
-                    "rawId": "AXkXa0P8qS7p0cA",
-                    "type": "public-key",
-                    "response": {
-                        "clientDataJSON": "eyJ0eXBlIjoid2ViYXV0aG4uZ2V0Ii…",
-                        "authenticatorData": "SZYN5YgOjGh0NBcPZHZgW4_krrmihjLHmVzzuoMdl2MFAAAAAQ",
-                        "signature": "MEUCIQDx…",
-                        "userHandle": None,
-                    },
-                    "authenticatorAttachment": "cross-platform",
-                    "clientExtensionResults": {},
-                }
-            ]
-        }
-    )
+    model_config = ConfigDict(json_schema_extra={"examples": [ASSERTION_EXAMPLE]})
 
     id: Id
     raw_id: Id
