@@ -316,3 +316,30 @@ async def test_password_change_takes_a_key_as_its_second_factor(
     )
     assert missing.status_code == 401
     assert missing.json()["code"] == "invalid_code"
+
+
+async def test_a_key_user_renews_backup_codes_with_the_key(client: httpx.AsyncClient) -> None:
+    user = await key_user(client)
+    tokens = await key_login(client, user)
+    options = (await step_up_options(client, tokens["access_token"])).json()
+    r = await client.post(
+        "/mfa/backup-codes",
+        headers=bearer(tokens["access_token"]),
+        json={"webauthn": user.authenticator.get(options)},
+    )
+    assert r.status_code == 200, r.text
+    fresh = r.json()["backup_codes"]
+    assert len(fresh) == 10
+    assert set(fresh).isdisjoint(user.backup_codes)
+    # A backup code is no proof of presence for new ones.
+    refused = await client.post(
+        "/mfa/backup-codes",
+        headers=bearer(tokens["access_token"]),
+        json={"backup_code": fresh[0]},
+    )
+    assert refused.status_code == 422
+    token, _ = await key_challenge(client, user.email)
+    old = await client.post(
+        "/mfa/challenge", json={"challenge_token": token, "backup_code": user.backup_codes[0]}
+    )
+    assert old.status_code == 401

@@ -23,6 +23,7 @@ from mfa_service.factors.schemas import (
     DisableRequest,
     FactorProof,
     MfaState,
+    PresenceProof,
     TotpCode,
     TotpConfirmed,
     TotpSetup,
@@ -131,16 +132,17 @@ async def totp_disable(
     responses=responses(InvalidToken, InvalidCode, MfaNotEnabled, RateLimited),
 )
 async def backup_codes_regenerate(
-    body: TotpCode,
+    body: PresenceProof,
     claims: CurrentClaims,
     db: SessionDep,
     svc: ServicesDep,
     response: Response,
     client: ClientDep,
 ) -> BackupCodes:
-    """A current TOTP code proves presence; every earlier backup code stops working."""
+    """A current TOTP code or a security key's assertion (for the options of
+    `POST /mfa/step-up/options`) proves presence; every earlier backup code stops working."""
     response.headers.update(NO_STORE)
-    return await service.regenerate_backup_codes(db, svc, client, claims, body.code)
+    return await service.regenerate_backup_codes(db, svc, client, claims, body.proof())
 
 
 @router.post(

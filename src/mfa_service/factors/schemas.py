@@ -35,6 +35,26 @@ class FactorProof(BaseModel):
         return self
 
 
+class PresenceProof(BaseModel):
+    """Exactly one of `code` (a current TOTP code) or `webauthn` (a security key's assertion
+    for the options of POST /mfa/step-up/options). Not a backup code: it proves presence of
+    the authenticator that new backup codes stand in for."""
+
+    model_config = ConfigDict(json_schema_extra={"examples": [{"code": "123456"}]})
+
+    code: str | None = Field(default=None, description=CODE_DESCRIPTION)
+    webauthn: AuthenticationCredential | None = None
+
+    @model_validator(mode="after")
+    def _exactly_one(self) -> PresenceProof:
+        if (self.code is None) == (self.webauthn is None):
+            raise ValueError("give exactly one of code or webauthn")
+        return self
+
+    def proof(self) -> FactorProof:
+        return FactorProof(code=self.code, webauthn=self.webauthn)
+
+
 class TotpCode(BaseModel):
     model_config = ConfigDict(json_schema_extra={"examples": [{"code": "123456"}]})
 

@@ -158,10 +158,10 @@ async def disable_totp(
 
 
 async def regenerate_backup_codes(
-    db: AsyncSession, svc: Services, client: Client, claims: AccessClaims, code: str
+    db: AsyncSession, svc: Services, client: Client, claims: AccessClaims, proof: FactorProof
 ) -> BackupCodes:
     user = await _mfa_user(db, claims)
-    await verification.prove(db, svc, client, _in_session(user, claims), FactorProof(code=code))
+    await verification.prove(db, svc, client, _in_session(user, claims), proof)
     fresh = await backup_codes.issue(db, svc, user.id)
     audit.record(db, svc, client, "backup_codes.regenerated", user.id)
     return BackupCodes(backup_codes=fresh)

@@ -33,5 +33,5 @@ async def discovery(svc: ServicesDep) -> dict[str, Any]:
         ],
         "access_token_signing_alg_values_supported": [s.jwt_algorithm],
         "claims_supported": REQUIRED_CLAIMS,
-        "amr_values_supported": ["pwd", "mfa", "otp", "recovery"],
+        "amr_values_supported": ["pwd", "mfa", "otp", "recovery", "hwk", "swk"],
     }
