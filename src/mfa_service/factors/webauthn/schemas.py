@@ -151,15 +151,20 @@ class AttestationResponse(W3CModel):
     public_key_algorithm: int | None = None
 
 
-class RegistrationCredential(W3CModel):
-    """RegistrationResponseJSON: what `credential.toJSON()` gives after `create()`."""
+class PublicKeyCredential(W3CModel):
+    """What every `credential.toJSON()` holds besides its `response`."""
 
     id: Id
     raw_id: Id
     type: Literal["public-key"]
-    response: AttestationResponse
     authenticator_attachment: str | None = None
     client_extension_results: dict[str, Any] = Field(default_factory=dict)
+
+
+class RegistrationCredential(PublicKeyCredential):
+    """RegistrationResponseJSON: what `credential.toJSON()` gives after `create()`."""
+
+    response: AttestationResponse
 
 
 class AssertionResponse(W3CModel):
@@ -184,17 +189,12 @@ ASSERTION_EXAMPLE: dict[str, Any] = {
 }
 
 
-class AuthenticationCredential(W3CModel):
+class AuthenticationCredential(PublicKeyCredential):
     """AuthenticationResponseJSON: what `credential.toJSON()` gives after `get()`."""
 
     model_config = ConfigDict(json_schema_extra={"examples": [ASSERTION_EXAMPLE]})
 
-    id: Id
-    raw_id: Id
-    type: Literal["public-key"]
     response: AssertionResponse
-    authenticator_attachment: str | None = None
-    client_extension_results: dict[str, Any] = Field(default_factory=dict)
 
 
 # --- our own bodies --------------------------------------------------------------------------
