@@ -221,6 +221,22 @@ def test_several_workers_need_redis(tmp_path: Path) -> None:
     assert "MFA_REDIS_URL" in result.stderr
 
 
+def test_several_workers_need_a_database_server(tmp_path: Path) -> None:
+    # SQLite serialises writers: several processes queueing for its lock answered 503s.
+    result = run_cli(
+        "serve",
+        "--workers",
+        "2",
+        "--port",
+        "1",
+        MFA_DATA_DIR=str(tmp_path),
+        MFA_REDIS_URL=REDIS_URL,
+    )
+    assert result.returncode == 2
+    assert "MFA_DATABASE_URL" in result.stderr
+    assert not (tmp_path / "mfa.db").exists()  # refused before touching anything
+
+
 def test_cli_rotates_and_lists_signing_keys(tmp_path: Path) -> None:
     env = {"MFA_DATABASE_URL": sqlite_url(tmp_path / "x.db"), "MFA_DATA_DIR": str(tmp_path)}
     upgraded = run_cli("db", "upgrade", **env)

@@ -85,6 +85,14 @@ def _serve(settings: Settings, host: str, port: int, workers: int, log_level: st
             file=sys.stderr,
         )
         return 2
+    if workers > 1 and settings.is_sqlite:
+        print(
+            "mfa-service: --workers > 1 needs MFA_DATABASE_URL (PostgreSQL): SQLite takes one "
+            "writer at a time, and several processes queueing for it answer 503 under load; "
+            "the embedded default runs one worker",
+            file=sys.stderr,
+        )
+        return 2
     # Once, before the workers start and race each other: the development data key, the
     # embedded SQLite schema, the first signing key.
     asyncio.run(_prepare(settings))
