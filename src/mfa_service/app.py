@@ -17,7 +17,12 @@ from mfa_service.audit import routes as audit_routes
 from mfa_service.challenges import routes as challenges_routes
 from mfa_service.clock import Clock, SystemClock
 from mfa_service.config import Settings
-from mfa_service.db import create_engine, create_sessionmaker, open_pool
+from mfa_service.db import (
+    create_engine,
+    create_sessionmaker,
+    create_statement_sessionmaker,
+    open_pool,
+)
 from mfa_service.docs import install_docs
 from mfa_service.errors import PayloadTooLarge, install_handlers, responses
 from mfa_service.factors import routes as factors_routes
@@ -83,6 +88,7 @@ def create_app(settings: Settings | None = None, clock: Clock | None = None) -> 
                 clock=clock,
                 engine=engine,
                 sessionmaker=sessionmaker,
+                statement_sessionmaker=create_statement_sessionmaker(engine),
                 redis=redis,
                 box=box,
                 keys=keys,

@@ -6,6 +6,7 @@ import asyncio
 import functools
 import logging
 from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -190,7 +191,23 @@ async def get_session(request: Request) -> AsyncIterator[AsyncSession]:
     revoked session after refresh-token reuse) must stay, so it commits too. Anything else
     rolls back.
     """
-    sessionmaker: async_sessionmaker[AsyncSession] = request.app.state.services.sessionmaker
+    async with _request_session(request.app.state.services.sessionmaker) as session:
+        yield session
+
+
+async def get_statement_session(request: Request) -> AsyncIterator[AsyncSession]:
+    """For a hot path whose every statement stands alone (STYLE §18): on PostgreSQL each
+    statement commits by itself, no BEGIN and COMMIT round trips. Its writes must each be
+    atomic and safe to keep if a later one fails (the challenge: a used TOTP step with no
+    session is a refusal, never a token). SQLite keeps one transaction per request."""
+    async with _request_session(request.app.state.services.statement_sessionmaker) as session:
+        yield session
+
+
+@asynccontextmanager
+async def _request_session(
+    sessionmaker: async_sessionmaker[AsyncSession],
+) -> AsyncIterator[AsyncSession]:
     async with sessionmaker() as session:
         try:
             yield session
@@ -207,6 +224,15 @@ async def get_session(request: Request) -> AsyncIterator[AsyncSession]:
             await session.commit()
 
 
+def create_statement_sessionmaker(engine: AsyncEngine) -> async_sessionmaker[AsyncSession]:
+    """Sessions whose statements autocommit (PostgreSQL; see `get_statement_session`)."""
+    if engine.dialect.name != "postgresql":
+        return create_sessionmaker(engine)
+    # asyncpg's autocommit is a flag on the adapter: no round trip to set or reset it.
+    return create_sessionmaker(engine.execution_options(isolation_level="AUTOCOMMIT"))
+
+
 # scope="function": commit before the response is sent, so a client never sees a success
 # that was not stored.
 SessionDep = Annotated[AsyncSession, Depends(get_session, scope="function")]
+StatementSessionDep = Annotated[AsyncSession, Depends(get_statement_session, scope="function")]

@@ -25,6 +25,7 @@ class Services:
     clock: Clock
     engine: AsyncEngine
     sessionmaker: async_sessionmaker[AsyncSession]
+    statement_sessionmaker: async_sessionmaker[AsyncSession]  # db.get_statement_session
     redis: Redis
     box: SecretBox
     keys: KeyStore

@@ -2,12 +2,12 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import APIRouter, Depends
+from fastapi import APIRouter, Depends, Response
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
 from mfa_service.challenges import service
 from mfa_service.challenges.schemas import ChallengeAnswer
-from mfa_service.db import SessionDep
+from mfa_service.db import StatementSessionDep
 from mfa_service.errors import (
     ChallengeExpired,
     InvalidCode,
@@ -37,11 +37,11 @@ challenge_bearer = HTTPBearer(
 )
 async def answer_challenge(
     body: ChallengeAnswer,
-    db: SessionDep,
+    db: StatementSessionDep,
     svc: ServicesDep,
     client: ClientDep,
     credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(challenge_bearer)],
-) -> TokenResponse:
+) -> Response:
     """A TOTP code, a backup code, or a security key's assertion (`webauthn`: the
     `credential.toJSON()` of `navigator.credentials.get()` called with this challenge's
     `webauthn` request options) for the challenge from `/auth/login`.
@@ -53,4 +53,6 @@ async def answer_challenge(
     token = body.challenge_token or (credentials.credentials if credentials else None)
     if not token:
         raise ChallengeExpired()
-    return await service.answer(db, svc, client, token, body)
+    tokens = await service.answer(db, svc, client, token, body)
+    # Serialised once: returned as a model, FastAPI would validate it again first.
+    return Response(tokens.model_dump_json(), media_type="application/json")
