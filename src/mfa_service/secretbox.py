@@ -7,6 +7,7 @@ rotation can tell which key sealed a row.
 from __future__ import annotations
 
 import base64
+import functools
 import hashlib
 import hmac
 import os
@@ -31,15 +32,22 @@ class DataKeyError(RuntimeError):
 class SecretBox:
     key: bytes = field(repr=False)
 
-    @property
+    # Made once per box, not per request (cached_property writes the instance's __dict__,
+    # which a frozen dataclass allows).
+    @functools.cached_property
     def key_id(self) -> str:
         return hashlib.sha256(b"mfa-service data key id:" + self.key).hexdigest()[:16]
+
+    @functools.cached_property
+    def _aead(self) -> AESGCM:
+        return AESGCM(self.key)
 
     def seal(self, plaintext: bytes, *, context: bytes) -> bytes:
         """Encrypt; `context` (e.g. the row's purpose and id) is bound as associated data."""
         nonce = secrets.token_bytes(12)
-        return nonce + AESGCM(self.key).encrypt(nonce, plaintext, context)
+        return nonce + self._aead.encrypt(nonce, plaintext, context)
 
+    @functools.lru_cache(maxsize=16)  # noqa: B019 (a few purposes; the box lives for the app)
     def derive(self, purpose: str) -> bytes:
         """A separate key for another use (e.g. the backup-code pepper)."""
         return hmac.new(self.key, f"mfa-service derive:{purpose}".encode(), hashlib.sha256).digest()
@@ -49,7 +57,7 @@ class SecretBox:
             raise DataKeyError(
                 f"row sealed with data key {key_id}, configured key is {self.key_id}"
             )
-        return AESGCM(self.key).decrypt(sealed[:12], sealed[12:], context)
+        return self._aead.decrypt(sealed[:12], sealed[12:], context)
 
 
 def generate_data_key() -> str:
