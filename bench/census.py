@@ -1,7 +1,8 @@
 """The round-trip census: a service instance that talks to Redis and PostgreSQL through
 counting proxies (wirecount.py), and a few users who log in and answer their challenge one
-after the other; per request, every Redis command and SQL statement it sent, and the round
-trips. Medians over the requests, and the commands and SQL of one typical request."""
+after the other, then refresh, read /users/me and have their access token introspected; per
+request, every Redis command and SQL statement it sent, and the round trips. Medians over the
+requests, and the commands and SQL of one typical request."""
 
 from __future__ import annotations
 
@@ -12,6 +13,7 @@ import json
 import statistics
 import time
 import urllib.error
+import urllib.parse
 import urllib.request
 from collections.abc import Callable, Iterator
 from typing import Any
@@ -19,11 +21,22 @@ from typing import Any
 from bench import seed
 from bench.servers import Server
 from bench.wirecount import CountingProxy, PostgresParser, RedisParser, Tally
+from mfa_service.config import Settings
 
-# Requests not counted: they open connections and prepare statements. More than the
-# service's pool (10 connections, used in turn): every connection must have prepared its
-# statements, or a Parse round trip is counted that a warm service does not make.
-WARMUP = 15
+# The service's pool hands out its connections in turn, and a statement's first run on a
+# connection costs one more round trip (Parse) than a warm service makes.
+_POOL_DEFAULT = Settings.model_fields["database_pool_size"].default
+POOL_SIZE = _POOL_DEFAULT if isinstance(_POOL_DEFAULT, int) else 20
+# Users whose login and challenge are not counted. More than the pool: a user's requests take
+# a few connections in a row, so fewer users would leave some connections without one of its
+# statements, and then the first counted users (up to 5 of the quick run's 8, with 15 warm-up
+# users and 20 connections) all met such a connection and counted a Parse.
+WARMUP = POOL_SIZE + 5
+# The token paths' statements are new to every connection after the logins and challenges:
+# before they are counted, each path runs this often in a row (a refresh with the token the
+# previous one returned), so every connection has prepared them.
+TOKEN_PATH_WARMUP = 2 * POOL_SIZE
+KINDS = ("login", "challenge", "refresh", "me", "introspect")
 # The service's Lua scripts, named by the SHA-1 of their text (optional: a moved script is
 # shown by its hash).
 SCRIPTS = [
@@ -43,10 +56,12 @@ def run(
     users: list[seed.User],
     redis_upstream: tuple[str, int],
     pg_upstream: tuple[str, int] | None,
+    introspection: str,
     after: Callable[[Server, str], dict[str, Any]],
 ) -> tuple[dict[str, Any], dict[str, Any]]:
-    """The census over `users` (the first WARMUP not counted). `after(service, access token)`
-    runs while the service is still up (the JWT verification hook)."""
+    """The census over `users` (the first WARMUP not counted). `introspection` is the
+    Authorization header of an introspection client. `after(service, access token)` runs
+    while the service is still up (the JWT verification hook)."""
     scripts = script_names()
     redis_proxy = CountingProxy(*redis_upstream, lambda tally: RedisParser(tally, scripts))
     with contextlib.ExitStack() as stack:
@@ -61,31 +76,101 @@ def run(
             stack.callback(pg_proxy.stop)
         service = start_service(pg_port, redis_port)
         stack.callback(service.stop)
-        samples: dict[str, list[dict[str, Any]]] = {"login": [], "challenge": []}
-        token = ""
+        samples: dict[str, list[dict[str, Any]]] = {kind: [] for kind in KINDS}
+        answers = []
         for i, user in enumerate(users):
-            with counting(tallies) as login:
-                status, body = post_json(
-                    service.url + "/auth/login", {"email": user.email, "password": seed.PASSWORD}
-                )
-            if status != 200:
-                raise RuntimeError(f"census login answered {status}: {body}")
-            with counting(tallies) as challenge:
-                status, body = post_json(
-                    service.url + "/mfa/challenge",
-                    {"challenge_token": body["challenge_token"], "code": seed.code_for(user)},
-                )
-            if status != 200:
-                raise RuntimeError(f"census challenge answered {status}: {body}")
-            token = body["access_token"]
+            login, challenge, answer = _sign_in(service.url, tallies, user)
+            answers.append(answer)
             if i >= WARMUP:
                 samples["login"].append(login)
                 samples["challenge"].append(challenge)
-        extra = after(service, token)
+        calls = TokenCalls(service.url, introspection)
+        calls.warm_up(answers[0], TOKEN_PATH_WARMUP)
+        for answer in answers[WARMUP:]:
+            for kind, seen in calls.counted(tallies, answer).items():
+                samples[kind].append(seen)
+        extra = after(service, answers[-1]["access_token"])
     census: dict[str, Any] = {kind: summarise(runs) for kind, runs in samples.items()}
     census["requests_each"] = len(samples["challenge"])
     census["database_counted"] = pg_upstream is not None
     return census, extra
+
+
+def _sign_in(
+    url: str, tallies: dict[str, Tally], user: seed.User
+) -> tuple[dict[str, Any], dict[str, Any], dict[str, Any]]:
+    """A login and its challenge, each counted; and the challenge's answer (the tokens)."""
+    with counting(tallies) as login:
+        status, body = post_json(
+            url + "/auth/login", {"email": user.email, "password": seed.PASSWORD}
+        )
+    if status != 200:
+        raise RuntimeError(f"census login answered {status}: {body}")
+    with counting(tallies) as challenge:
+        status, body = post_json(
+            url + "/mfa/challenge",
+            {"challenge_token": body["challenge_token"], "code": seed.code_for(user)},
+        )
+    if status != 200:
+        raise RuntimeError(f"census challenge answered {status}: {body}")
+    return login, challenge, body
+
+
+class TokenCalls:
+    """Refresh, GET /users/me and introspection with the tokens of a challenge answer."""
+
+    def __init__(self, url: str, introspection: str) -> None:
+        self._url = url
+        self._introspection = introspection
+
+    def refresh(self, refresh_token: str) -> dict[str, Any]:
+        return _expect(
+            "refresh", *post_json(self._url + "/auth/refresh", {"refresh_token": refresh_token})
+        )
+
+    def me(self, access_token: str) -> dict[str, Any]:
+        headers = {"Authorization": f"Bearer {access_token}"}
+        return _expect("GET /users/me", *call(self._url + "/users/me", None, headers))
+
+    def introspect(self, access_token: str) -> dict[str, Any]:
+        form = urllib.parse.urlencode({"token": access_token}).encode()
+        headers = {
+            "Authorization": self._introspection,
+            "Content-Type": "application/x-www-form-urlencoded",
+        }
+        body = _expect("introspect", *call(self._url + "/oauth/introspect", form, headers))
+        if body.get("active") is not True:
+            raise RuntimeError(f"census introspection found the token inactive: {body}")
+        return body
+
+    def warm_up(self, answer: dict[str, Any], times: int) -> None:
+        """Each path `times` in a row, uncounted: one path after the other, so each takes the
+        pool's connections in turn (a refresh token works once: each refresh uses the one the
+        previous refresh returned)."""
+        refresh_token = answer["refresh_token"]
+        for _ in range(times):
+            refresh_token = self.refresh(refresh_token)["refresh_token"]
+        for _ in range(times):
+            self.me(answer["access_token"])
+        for _ in range(times):
+            self.introspect(answer["access_token"])
+
+    def counted(self, tallies: dict[str, Tally], answer: dict[str, Any]) -> dict[str, Any]:
+        """Each path once with the answer's tokens, counted."""
+        out: dict[str, Any] = {}
+        with counting(tallies) as out["refresh"]:
+            self.refresh(answer["refresh_token"])
+        with counting(tallies) as out["me"]:
+            self.me(answer["access_token"])
+        with counting(tallies) as out["introspect"]:
+            self.introspect(answer["access_token"])
+        return out
+
+
+def _expect(what: str, status: int, body: dict[str, Any]) -> dict[str, Any]:
+    if status != 200:
+        raise RuntimeError(f"census {what} answered {status}: {body}")
+    return body
 
 
 def script_names() -> dict[str, str]:
@@ -101,9 +186,12 @@ def script_names() -> dict[str, str]:
 
 
 def post_json(url: str, body: dict[str, str]) -> tuple[int, dict[str, Any]]:
-    request = urllib.request.Request(
-        url, data=json.dumps(body).encode(), headers={"Content-Type": "application/json"}
-    )
+    return call(url, json.dumps(body).encode(), {"Content-Type": "application/json"})
+
+
+def call(url: str, data: bytes | None, headers: dict[str, str]) -> tuple[int, dict[str, Any]]:
+    """GET (no data) or POST; the status and the JSON answer."""
+    request = urllib.request.Request(url, data=data, headers=headers)
     try:
         with urllib.request.urlopen(request, timeout=30) as answer:
             return answer.status, json.loads(answer.read())

@@ -1,9 +1,11 @@
 """The load generator: wrk (C, event-driven) driven by two small Lua scripts.
 
-`replay.lua` sends prepared JSON bodies (one per line of a file; each exactly once, or round and
-round for a fixed time), counts every non-2xx answer by status, and can capture the
-`challenge_token` of each answer. `get.lua` is a plain GET, optionally paced (the /healthz
-probe). Both print one `WRK_RESULT {json}` line, parsed here.
+`replay.lua` sends prepared requests, one per line of a file (each exactly once, or round and
+round for a fixed time): a JSON or form body, or an access token for a GET (`Shape`); it counts
+every non-2xx answer by status, and can capture string members of each answer (the
+`challenge_token` of a login, the `access_token` and `refresh_token` of a challenge).
+`get.lua` is a plain GET, optionally paced (the /healthz probe). Both print one
+`WRK_RESULT {json}` line, parsed here.
 """
 
 from __future__ import annotations
@@ -17,7 +19,7 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from queue import Empty, Queue
-from typing import IO, Any
+from typing import IO, Any, Literal
 
 HERE = Path(__file__).resolve().parent
 REPLAY = HERE / "replay.lua"
@@ -34,6 +36,25 @@ STALL_S = 40.0
 
 class LoadgenError(RuntimeError):
     pass
+
+
+@dataclass(frozen=True)
+class Shape:
+    """How replay.lua turns a line into a request: `json` and `form` POST the line as the
+    body, `bearer` GETs with the line as the access token; `header` ("Name: value") goes on
+    every request."""
+
+    line_as: Literal["json", "form", "bearer"] = "json"
+    header: str | None = None
+
+    def options(self) -> list[str]:
+        out = [f"as={self.line_as}"]
+        if self.header is not None:
+            out.append(f"header={self.header}")
+        return out
+
+
+JSON = Shape()
 
 
 @dataclass
@@ -71,7 +92,11 @@ class WrkResult:
 
 
 def write_bodies(path: Path, bodies: list[dict[str, str]]) -> Path:
-    path.write_text("".join(json.dumps(b, separators=(",", ":")) + "\n" for b in bodies))
+    return write_lines(path, [json.dumps(b, separators=(",", ":")) for b in bodies])
+
+
+def write_lines(path: Path, lines: list[str]) -> Path:
+    path.write_text("".join(line + "\n" for line in lines))
     return path
 
 
@@ -119,16 +144,20 @@ def replay_once(
     *,
     limit_s: float,
     capture: Path | None = None,
+    capture_fields: tuple[str, ...] = ("challenge_token",),
+    shape: Shape = JSON,
     connections: int = CONNECTIONS,
     threads: int = THREADS,
     stall_s: float = STALL_S,
 ) -> WrkResult:
-    """Send every body once at fixed concurrency; returns when the last answer is in (or when
-    no answer came for `stall_s`: requests the server never answered are `unanswered`)."""
+    """Send every line once at fixed concurrency; returns when the last answer is in (or when
+    no answer came for `stall_s`: requests the server never answered are `unanswered`).
+    With `capture`, the `capture_fields` of every answer go to `capture`.<thread>, one
+    answer per line."""
     cmd = _wrk(base_url, REPLAY, limit_s, threads, connections)
-    cmd += [str(bodies), path, "once", str(threads)]
+    cmd += [str(bodies), path, "once", str(threads), *shape.options()]
     if capture is not None:
-        cmd.append(str(capture))
+        cmd += [f"capture={capture}", f"fields={','.join(capture_fields)}"]
     lines: list[str] = []
     finished = 0
     stalled_for = 0.0
@@ -192,12 +221,13 @@ def replay_for(
     bodies: Path,
     *,
     seconds: float,
+    shape: Shape = JSON,
     connections: int = CONNECTIONS,
     threads: int = THREADS,
 ) -> WrkResult:
-    """Send the bodies round and round for a fixed time."""
+    """Send the lines round and round for a fixed time."""
     cmd = _wrk(base_url, REPLAY, seconds, threads, connections)
-    cmd += [str(bodies), path, "cycle", str(threads)]
+    cmd += [str(bodies), path, "cycle", str(threads), *shape.options()]
     return _run(cmd)
 
 

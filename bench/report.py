@@ -1,11 +1,14 @@
-"""The machine and versions, the targets of issue #5 with pass/miss, and the markdown table."""
+"""The machine and versions, the ratios, the targets of issues #5 and #12 with pass/miss, and
+the markdown tables."""
 
 from __future__ import annotations
 
 import asyncio
+import importlib.util
 import os
 import platform
 import subprocess
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from importlib import metadata
 from pathlib import Path
@@ -37,9 +40,22 @@ RUNS_EXPECTING_SUCCESS = (
     "challenge_warmup",
     "challenge",
     "floor",
+    "refresh_warmup",
+    "refresh",
+    "refresh_floor",
+    "me_warmup",
+    "me",
+    "me_floor",
+    "introspect_warmup",
+    "introspect",
+    "introspect_floor",
 )
 LIMITS = {
     "challenge_floor": 0.6,
+    "challenge_p99_ms": 100.0,
+    "refresh_floor": 0.6,
+    "me_floor": 0.6,
+    "introspect_floor": 0.6,
     "login_argon2": 0.85,
     "healthz_p99_ms": 50.0,
     "redis_round_trips": 2,
@@ -71,15 +87,28 @@ def environment(admin_dsn: str, r: redis.Redis) -> dict[str, Any]:
 
 
 def git_state() -> dict[str, Any]:
+    """The commit of the service under test, and whether its source has changes not
+    committed: the tree `mfa_service` is imported from, which PYTHONPATH may make another
+    checkout than the bench's (bench/README.md, measuring an earlier commit)."""
+    source = service_source()
     return {
-        "git_commit": _run(["git", "rev-parse", "HEAD"]).strip() or None,
-        "git_uncommitted_changes": bool(_run(["git", "status", "--porcelain", "--", "src"])),
+        "git_commit": _run(["git", "rev-parse", "HEAD"], cwd=source).strip() or None,
+        "git_uncommitted_changes": bool(_run(["git", "status", "--porcelain", "--", "."], source)),
+        "service_source": str(source),
     }
 
 
-def _run(cmd: list[str]) -> str:
+def service_source() -> Path:
+    """The directory holding the `mfa_service` package (src/ of a checkout)."""
+    spec = importlib.util.find_spec("mfa_service")
+    if spec is None or spec.origin is None:
+        return ROOT / "src"
+    return Path(spec.origin).resolve().parent.parent
+
+
+def _run(cmd: list[str], cwd: Path = ROOT) -> str:
     try:
-        done = subprocess.run(cmd, capture_output=True, text=True, cwd=ROOT, check=False)
+        done = subprocess.run(cmd, capture_output=True, text=True, cwd=cwd, check=False)
     except OSError:
         return ""
     return done.stdout or done.stderr
@@ -128,9 +157,45 @@ def _ratio(a: float | None, b: float | None) -> float | None:
     return round(a / b, 3) if a is not None and b else None
 
 
-def _get(c: dict[str, Any], run: str, field: str) -> Any:
-    """A figure of one run of a configuration; None when the run did not happen."""
-    return (c.get(run) or {}).get(field)
+def _get(c: dict[str, Any], run: str, field: str, item: str | None = None) -> Any:
+    """A figure of one run of a configuration (`item` of it, for a dict such as
+    `latency_ms`); None when the run did not happen."""
+    value = (c.get(run) or {}).get(field)
+    return (value or {}).get(item) if item is not None else value
+
+
+@dataclass(frozen=True)
+class Ratio:
+    """A throughput over its baseline, from two runs of one configuration."""
+
+    key: str  # in each configuration's "ratios", and in LIMITS
+    label: str
+    run: str
+    baseline: str
+    baseline_field: str = "rps"
+
+
+CHALLENGE_FLOOR = Ratio("challenge_floor", "challenge ÷ floor", "challenge", "floor")
+LOGIN_ARGON2 = Ratio("login_argon2", "login ÷ raw argon2", "login", "argon2_raw", "verifies_per_s")
+# The token paths (bench/paths.py), each over its own floor.
+PATH_FLOORS = (
+    Ratio("refresh_floor", "refresh ÷ floor", "refresh", "refresh_floor"),
+    Ratio("me_floor", "GET /users/me ÷ floor", "me", "me_floor"),
+    Ratio("introspect_floor", "introspect ÷ floor", "introspect", "introspect_floor"),
+)
+# Targets with one worker, as issues #5 and #12 set them.
+FLOOR_RATIOS = (CHALLENGE_FLOOR, *PATH_FLOORS)
+RATIOS = (CHALLENGE_FLOOR, LOGIN_ARGON2, *PATH_FLOORS)
+
+
+def ratio(c: dict[str, Any], r: Ratio) -> float | None:
+    return _ratio(_get(c, r.run, "rps"), _get(c, r.baseline, r.baseline_field))
+
+
+def ratios(c: dict[str, Any]) -> dict[str, float | None]:
+    """Every ratio of a configuration (None where a run is missing): from the runs, so
+    results files written before a ratio existed give it too."""
+    return {r.key: ratio(c, r) for r in RATIOS}
 
 
 def targets(results: dict[str, Any]) -> list[dict[str, Any]]:
@@ -147,10 +212,15 @@ def targets(results: dict[str, Any]) -> list[dict[str, Any]]:
         if "error" in c:
             add("configuration completed", c, c["error"], "no error", False)
             continue
+        if "token_paths_error" in c:
+            add("token paths completed", c, c["token_paths_error"], "no error", False)
         if c["workers"] == 1:
-            ratio = _ratio(_get(c, "challenge", "rps"), _get(c, "floor", "rps"))
-            limit = LIMITS["challenge_floor"]
-            add("challenge ÷ floor", c, ratio, f"≥ {limit}", ratio is not None and ratio >= limit)
+            for floor_ratio in FLOOR_RATIOS:
+                value, limit = ratio(c, floor_ratio), LIMITS[floor_ratio.key]
+                ok = value is not None and value >= limit
+                add(floor_ratio.label, c, value, f"≥ {limit}", ok)
+            p99, limit = _get(c, "challenge", "latency_ms", "p99"), LIMITS["challenge_p99_ms"]
+            add("challenge p99 (ms)", c, p99, f"≤ {limit}", p99 is not None and p99 <= limit)
         bad = 0
         for run in RUNS_EXPECTING_SUCCESS:
             r = c.get(run) or {}
@@ -160,9 +230,9 @@ def targets(results: dict[str, Any]) -> list[dict[str, Any]]:
             bad += r.get("non2xx", 0) + r.get("unanswered", 0)
             bad += e.get("connect", 0) + e.get("write", 0) + e.get("timeout", 0)
         add("no non-2xx, unanswered or timed-out request", c, bad, "= 0", bad == 0)
-        ratio = _ratio(_get(c, "login", "rps"), _get(c, "argon2_raw", "verifies_per_s"))
+        login = ratio(c, LOGIN_ARGON2)
         limit = LIMITS["login_argon2"]
-        add("login ÷ raw argon2", c, ratio, f"≥ {limit}", ratio is not None and ratio >= limit)
+        add("login ÷ raw argon2", c, login, f"≥ {limit}", login is not None and login >= limit)
         p99 = c.get("healthz_under_login", {}).get("latency_ms", {}).get("p99")
         limit = LIMITS["healthz_p99_ms"]
         add("/healthz p99 under login (ms)", c, p99, f"≤ {limit}", p99 is not None and p99 <= limit)
@@ -201,6 +271,47 @@ def _share(value: float | None) -> str | None:
 
 def _row(cells: list[Any]) -> str:
     return "| " + " | ".join(_fmt(c) for c in cells) + " |"
+
+
+def _megabytes(values: list[float] | None) -> str:
+    return ", ".join(f"{m:.1f}" for m in values) if values else "–"
+
+
+# The rows of the throughput table, in order.
+RUN_LABELS = (
+    ("challenge", "challenge (each user once)"),
+    ("floor", "floor (bench/floor.py)"),
+    ("login", "login (each user once)"),
+    ("healthz_under_login", "/healthz during login (paced probe)"),
+    ("healthz_plain", "/healthz idle (plain wrk)"),
+    ("refresh", "refresh (each user's token once)"),
+    ("refresh_floor", "refresh floor (bench/floor.py)"),
+    ("me", "GET /users/me (fixed time)"),
+    ("me_floor", "GET /users/me floor (bench/floor.py)"),
+    ("introspect", "introspect (fixed time)"),
+    ("introspect_floor", "introspect floor (bench/floor.py)"),
+)
+# The census's request kinds (census.py), in the order of the round-trip table.
+CENSUS_KINDS = ("login", "challenge", "refresh", "me", "introspect")
+CENSUS_LABELS = {"me": "GET /users/me"}
+
+
+def _run_row(c: dict[str, Any], label: str, r: dict[str, Any]) -> str:
+    lat = r["latency_ms"]
+    return _row(
+        [
+            config_name(c),
+            label,
+            r["requests"],
+            r["rps"],
+            lat["p50"],
+            lat["p95"],
+            lat["p99"],
+            r["non2xx"],
+            r.get("unanswered", 0),
+            _share(r.get("wrk_cpu_share")),
+        ]
+    )
 
 
 def markdown(results: dict[str, Any]) -> str:
@@ -245,58 +356,17 @@ def markdown(results: dict[str, Any]) -> str:
         "| unanswered | wrk CPU |",
         "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|",
     ]
-    runs = [
-        ("challenge", "challenge (each user once)"),
-        ("floor", "floor (bench/floor.py)"),
-        ("login", "login (each user once)"),
-        ("healthz_under_login", "/healthz during login (paced probe)"),
-        ("healthz_plain", "/healthz idle (plain wrk)"),
-    ]
     for c in results.get("configs", []):
-        for key, label in runs:
-            r = c.get(key)
-            if r:
-                lat = r["latency_ms"]
-                lines.append(
-                    _row(
-                        [
-                            config_name(c),
-                            label,
-                            r["requests"],
-                            r["rps"],
-                            lat["p50"],
-                            lat["p95"],
-                            lat["p99"],
-                            r["non2xx"],
-                            r.get("unanswered", 0),
-                            _share(r.get("wrk_cpu_share")),
-                        ]
-                    )
-                )
+        for key, label in RUN_LABELS:
+            if c.get(key):
+                lines.append(_run_row(c, label, c[key]))
         check = c.get("loadgen_check", {})
         for key, label in (
             ("noop_replay_lua", "loadgen check: /noop, replay.lua"),
             ("noop_plain_wrk", "loadgen check: /noop, plain wrk"),
         ):
-            r = check.get(key)
-            if r:
-                lat = r["latency_ms"]
-                lines.append(
-                    _row(
-                        [
-                            config_name(c),
-                            label,
-                            r["requests"],
-                            r["rps"],
-                            lat["p50"],
-                            lat["p95"],
-                            lat["p99"],
-                            r["non2xx"],
-                            r.get("unanswered", 0),
-                            _share(r.get("wrk_cpu_share")),
-                        ]
-                    )
-                )
+            if check.get(key):
+                lines.append(_run_row(c, label, check[key]))
 
     for c in results.get("configs", []):
         skipped = c.get("users_without_token", 0) + c.get("users_not_measured", 0)
@@ -315,24 +385,26 @@ def markdown(results: dict[str, Any]) -> str:
         "Raw argon2id: verifies per second with one process per core verifying at once, "
         "measured just before each configuration's logins (and one verify alone, in ms).",
         "",
-        "| configuration | challenge ÷ floor | login ÷ raw argon2 | raw argon2 (/s) "
-        "| one verify (ms) | peak RSS per worker (MB) | RSS after start (MB) "
-        "| RSS after logins (MB) |",
-        "|---|---:|---:|---:|---:|---|---|---|",
+        "Peak RSS: after the login and challenge runs, and at the end (after the token paths too).",
+        "",
+        "| configuration | challenge ÷ floor | login ÷ raw argon2 | refresh ÷ floor "
+        "| GET /users/me ÷ floor | introspect ÷ floor | raw argon2 (/s) "
+        "| one verify (ms) | peak RSS per worker (MB) | peak RSS at the end (MB) "
+        "| RSS after start (MB) | RSS after logins (MB) |",
+        "|---|---:|---:|---:|---:|---:|---:|---:|---|---|---|---|",
     ]
     for c in results.get("configs", []):
-        argon2 = _get(c, "argon2_raw", "verifies_per_s")
         lines.append(
             _row(
                 [
                     config_name(c),
-                    _ratio(_get(c, "challenge", "rps"), _get(c, "floor", "rps")),
-                    _ratio(_get(c, "login", "rps"), argon2),
-                    argon2,
+                    *(ratio(c, r) for r in RATIOS),
+                    _get(c, "argon2_raw", "verifies_per_s"),
                     _get(c, "argon2_raw", "single_verify_ms"),
-                    ", ".join(f"{m:.1f}" for m in c.get("peak_rss_mb", [])),
-                    ", ".join(f"{m:.1f}" for m in c.get("rss_after_start_mb", [])),
-                    ", ".join(f"{m:.1f}" for m in c.get("rss_after_login_mb", [])),
+                    _megabytes(c.get("peak_rss_mb")),
+                    _megabytes(c.get("peak_rss_mb_end")),
+                    _megabytes(c.get("rss_after_start_mb")),
+                    _megabytes(c.get("rss_after_login_mb")),
                 ]
             )
         )
@@ -354,13 +426,15 @@ def markdown(results: dict[str, Any]) -> str:
         census = c.get("census")
         if not census:
             continue
-        for kind in ("login", "challenge"):
+        for kind in CENSUS_KINDS:
+            if kind not in census:  # results from before the token paths
+                continue
             s = census[kind]
             lines.append(
                 _row(
                     [
                         config_name(c),
-                        f"{kind} (census, n={census['requests_each']})",
+                        f"{CENSUS_LABELS.get(kind, kind)} (census, n={census['requests_each']})",
                         s["redis_commands"],
                         s["redis_round_trips"],
                         s.get("db_statements"),
@@ -389,11 +463,14 @@ def markdown(results: dict[str, Any]) -> str:
         census = c.get("census")
         if not census:
             continue
-        for kind in ("challenge", "login"):
+        for kind in ("challenge", "login", *CENSUS_KINDS[2:]):
+            if kind not in census:
+                continue
             s = census[kind]
-            lines += ["", f"{config_name(c)}, one {kind}: Redis " + ", ".join(s["redis_sample"])]
+            name = CENSUS_LABELS.get(kind, kind)
+            lines += ["", f"{config_name(c)}, one {name}: Redis " + ", ".join(s["redis_sample"])]
             if "db_sample" in s:
-                lines += ["", f"{config_name(c)}, one {kind}: SQL", ""]
+                lines += ["", f"{config_name(c)}, one {name}: SQL", ""]
                 lines += [f"{i}. `{_clip(sql)}`" for i, sql in enumerate(s["db_sample"], 1)]
 
     lines += ["", "## JWT verifications per second (mfa_verify, cached JWKS)", ""]

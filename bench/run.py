@@ -6,10 +6,15 @@ then, at concurrency 64 with wrk, each after a warm-up:
 
   login      every user logs in once (correct password: 200 + challenge token, captured),
              while a paced probe measures /healthz;
-  challenge  every user answers its challenge once with a valid TOTP code;
-  floor      bench/floor.py: the same bodies, only the I/O a challenge cannot avoid;
-  census     (1 worker) a few sequential logins and challenges through counting proxies:
-             Redis commands and round trips, SQL statements, round trips, transactions.
+  challenge  every user answers its challenge once with a valid TOTP code (the access and
+             refresh tokens of the answers are captured);
+  refresh    every user's refresh token once;
+  me         GET /users/me with the access tokens, for a fixed time;
+  introspect POST /oauth/introspect of the access tokens, for a fixed time;
+  floors     bench/floor.py: the same requests, only the I/O each path cannot avoid;
+  census     (1 worker) a few users' logins, challenges and token paths, one request after
+             the other, through counting proxies: Redis commands and round trips, SQL
+             statements, round trips, transactions.
 
 Results: bench/results/latest.json and latest.md (printed at the end).
 """
@@ -21,6 +26,7 @@ import asyncio
 import contextlib
 import json
 import os
+import secrets
 import shutil
 import signal
 import sys
@@ -36,7 +42,8 @@ from typing import Any
 import asyncpg
 import redis
 
-from bench import baselines, census, loadgen, report, seed
+from bench import baselines, census, compare, loadgen, paths, report, seed
+from bench.progress import log, logged
 from bench.servers import ROOT, Server, free_port
 from mfa_service.challenges import store as challenge_store
 from mfa_service.config import Settings, decode_key
@@ -52,11 +59,6 @@ CHALLENGE_TTL_S = 3600
 CHALLENGE_RUN_BUDGET_S = 45.0
 
 
-def log(message: str) -> None:
-    sys.stderr.write(f"[{datetime.now().strftime('%H:%M:%S')}] {message}\n")
-    sys.stderr.flush()
-
-
 @dataclass(frozen=True)
 class Options:
     users: int
@@ -65,6 +67,10 @@ class Options:
     warmup_fraction: float
     floor_seconds: float
     floor_warmup_seconds: float
+    # GET /users/me and introspection on the service: the tokens can be shown again and again,
+    # so they run for a fixed time (a warm-up, then the measured run), like the floors.
+    path_seconds: float
+    path_warmup_seconds: float
     trivial_seconds: float
     argon2_seconds: float
     census: int
@@ -74,6 +80,8 @@ class Options:
     database: str
     out: Path
     quick: bool
+    compare: Path | None  # an earlier results file: the change of each figure is printed
+    against: Path | None  # with `compare`: compare these two files, run nothing
 
 
 def parse_args(argv: list[str] | None) -> Options:
@@ -95,7 +103,26 @@ def parse_args(argv: list[str] | None) -> Options:
         help="the PostgreSQL database to create and drop (default: mfa_bench_<pid>)",
     )
     p.add_argument("--out", type=Path, default=ROOT / "bench" / "results")
+    p.add_argument(
+        "--compare",
+        type=Path,
+        metavar="FILE",
+        help="an earlier results JSON: after the run, print each ratio, req/s and p99 beside "
+        "the earlier file's, with the change",
+    )
+    p.add_argument(
+        "--against",
+        type=Path,
+        metavar="FILE",
+        help="with --compare: compare FILE (the later results) with the --compare file, "
+        "without running anything",
+    )
     a = p.parse_args(argv)
+    if a.against is not None and a.compare is None:
+        p.error("--against needs --compare (the earlier file)")
+    for given in (a.compare, a.against):
+        if given is not None and not given.is_file():
+            p.error(f"no such results file: {given}")
     quick = bool(a.quick)
     users = a.users or (1000 if quick else 5000)
     if users < 100:
@@ -110,6 +137,8 @@ def parse_args(argv: list[str] | None) -> Options:
         warmup_fraction=0.1,
         floor_seconds=3.0 if quick else 10.0,
         floor_warmup_seconds=1.0 if quick else 3.0,
+        path_seconds=3.0 if quick else 10.0,
+        path_warmup_seconds=1.0 if quick else 3.0,
         trivial_seconds=2.0 if quick else 3.0,
         argon2_seconds=2.0 if quick else 5.0,
         census=a.census if a.census is not None else (8 if quick else 20),
@@ -119,6 +148,8 @@ def parse_args(argv: list[str] | None) -> Options:
         database=a.database,
         out=a.out,
         quick=quick,
+        compare=a.compare,
+        against=a.against,
     )
 
 
@@ -128,6 +159,10 @@ class Bench:
         self.workdir = workdir
         self.prefix = f"mfa-bench-{os.getpid()}:"
         self.data_key = generate_data_key()
+        # A client for POST /oauth/introspect (MFA_INTROSPECTION_CLIENTS wants ≥ 24 characters).
+        self.introspection_secret = secrets.token_urlsafe(32)
+        self.introspection_client = f"{paths.INTROSPECTION_CLIENT_ID}:{self.introspection_secret}"
+        self.paths = paths.token_paths(self.introspection_secret)
         self.redis = redis.Redis.from_url(opts.redis_url)
         admin = urllib.parse.urlsplit(opts.admin_dsn)
         self.pg_host, self.pg_port = admin.hostname or "127.0.0.1", admin.port or 5432
@@ -201,6 +236,7 @@ class Bench:
             # longer than the default 300 s. The TTL is only a number in the same Redis
             # commands: it changes no work per request.
             MFA_CHALLENGE_TTL=str(CHALLENGE_TTL_S),
+            MFA_INTROSPECTION_CLIENTS=self.introspection_client,
         )
         return env
 
@@ -246,6 +282,7 @@ class Bench:
             BENCH_FLOOR_REDIS_URL=self.opts.redis_url,
             BENCH_FLOOR_REDIS_PREFIX=self.prefix,
             BENCH_FLOOR_DATA_KEY=self.data_key,
+            BENCH_FLOOR_INTROSPECTION_CLIENT=self.introspection_client,
         )
         return Server(
             "bench.floor:create_app",
@@ -294,22 +331,78 @@ class Bench:
         files = self.workdir / label
         files.mkdir(exist_ok=True)
 
+        service_results, floor_files = self.service_runs(
+            backend, workers, label, measured, warm, files
+        )
+        result.update(service_results)
+        result.update(self.floor_runs(backend, workers, label, files, floor_files))
+        if workers == 1 and census_users:
+            result["census"], result["jwt_verifications"] = self.census(
+                backend, label, census_users
+            )
+        result["ratios"] = report.ratios(result)
+        self.drop_database(backend)
+        self.delete_redis_keys()
+        return result
+
+    def service_runs(
+        self,
+        backend: str,
+        workers: int,
+        label: str,
+        users: list[seed.User],
+        warm: int,
+        files: Path,
+    ) -> tuple[dict[str, Any], dict[str, Path]]:
+        """Everything measured on one service instance: logins, challenges, then the paths
+        that use the challenges' tokens; the results, and the requests for each path's floor."""
+        result: dict[str, Any] = {}
         with contextlib.ExitStack() as stack:
             service = self.start_service(backend, workers, f"{label}-service")
             stack.callback(service.stop)
             log(f"service up at {service.url} (pids {service.worker_pids()})")
             result["rss_after_start_mb"] = service.memory_mb("VmRSS")
             result["healthz_plain"] = loadgen.get_for(
-                service.url + "/healthz", seconds=opts.trivial_seconds
+                service.url + "/healthz", seconds=self.opts.trivial_seconds
             ).summary()
 
-            tokens, logins = self.logins(service, measured, warm, files)
+            tokens, logins = self.logins(service, users, warm, files)
             result.update(logins)
             result["rss_after_login_mb"] = service.memory_mb("VmRSS")
-            result.update(self.challenges(service, backend, measured, tokens, warm, files))
+            result.update(self.challenges(service, backend, users, tokens, warm, files))
+            # Read before the token paths, so it means what it meant before they existed.
             result["peak_rss_mb"] = service.memory_mb("VmHWM")
+            token_paths, floor_files = self.token_path_runs(service, warm, files)
+            result.update(token_paths)
+            result["peak_rss_mb_end"] = service.memory_mb("VmHWM")
             service.stop()
+        return result, floor_files
 
+    def token_path_runs(
+        self, service: Server, warm: int, files: Path
+    ) -> tuple[dict[str, Any], dict[str, Path]]:
+        """Refresh, /users/me and introspect with the challenge run's tokens; the results,
+        and the requests for their floors. A failure is recorded (`token_paths_error`) rather
+        than raised: the logins and challenges measured before it are kept."""
+        issued = paths.read_issued(sorted(files.glob("issued-*.*")))
+        try:
+            return paths.measure(service.url, self.paths, issued, warm, files, self.timing())
+        except Exception as exc:
+            log(f"ERROR in the token paths: {type(exc).__name__}: {exc}")
+            return {"token_paths_error": f"{type(exc).__name__}: {str(exc)[:300]}"}, {}
+
+    def timing(self) -> paths.Timing:
+        o = self.opts
+        return paths.Timing(
+            o.path_warmup_seconds, o.path_seconds, o.floor_warmup_seconds, o.floor_seconds
+        )
+
+    def floor_runs(
+        self, backend: str, workers: int, label: str, files: Path, floor_files: dict[str, Path]
+    ) -> dict[str, Any]:
+        """Each path's floor, on bench/floor.py served like the service."""
+        opts = self.opts
+        result: dict[str, Any] = {}
         with contextlib.ExitStack() as stack:
             floor = self.start_floor(backend, workers, f"{label}-floor")
             stack.callback(floor.stop)
@@ -329,25 +422,31 @@ class Bench:
                     floor.url + "/noop", seconds=opts.trivial_seconds
                 ).summary(),
             }
+            result.update(paths.measure_floors(floor.url, self.paths, floor_files, self.timing()))
             floor.stop()
-
-        if workers == 1 and census_users:
-            log(f"census: {opts.census} logins and challenges through counting proxies")
-            redis_parts = urllib.parse.urlsplit(opts.redis_url)
-            result["census"], result["jwt_verifications"] = census.run(
-                lambda pg_port, redis_port: self.start_service(
-                    backend, 1, f"{label}-census", pg_port=pg_port, redis_port=redis_port
-                ),
-                census_users,
-                redis_upstream=(redis_parts.hostname or "127.0.0.1", redis_parts.port or 6379),
-                pg_upstream=(self.pg_host, self.pg_port) if backend == "postgres" else None,
-                after=lambda service, token: baselines.jwt_verifications(
-                    service.url, "mfa-service", token, opts.verify_seconds
-                ),
-            )
-        self.drop_database(backend)
-        self.delete_redis_keys()
         return result
+
+    def census(
+        self, backend: str, label: str, users: list[seed.User]
+    ) -> tuple[dict[str, Any], dict[str, Any]]:
+        """The round-trip census (census.py) on a service of its own, and the JWT hook."""
+        opts = self.opts
+        log(f"census: {opts.census} users' requests, one after the other, through counting proxies")
+        redis_parts = urllib.parse.urlsplit(opts.redis_url)
+        return census.run(
+            lambda pg_port, redis_port: self.start_service(
+                backend, 1, f"{label}-census", pg_port=pg_port, redis_port=redis_port
+            ),
+            users,
+            redis_upstream=(redis_parts.hostname or "127.0.0.1", redis_parts.port or 6379),
+            pg_upstream=(self.pg_host, self.pg_port) if backend == "postgres" else None,
+            introspection=paths.basic_credentials(
+                paths.INTROSPECTION_CLIENT_ID, self.introspection_secret
+            ),
+            after=lambda service, token: baselines.jwt_verifications(
+                service.url, "mfa-service", token, opts.verify_seconds
+            ),
+        )
 
     def logins(
         self, service: Server, users: list[seed.User], warm: int, files: Path
@@ -418,7 +517,14 @@ class Bench:
         warm_file = write_challenges(files / "challenge-warmup.txt", warm_users, tokens)
         out["challenge_warmup"] = logged(
             "challenge warm-up",
-            loadgen.replay_once(service.url, "/mfa/challenge", warm_file, limit_s=limit),
+            loadgen.replay_once(
+                service.url,
+                "/mfa/challenge",
+                warm_file,
+                limit_s=limit,
+                capture=files / "issued-warmup",
+                capture_fields=paths.ISSUED_FIELDS,
+            ),
         )
         # Each code is valid for at least 60 s from now (seed.code_for): on a machine so slow that
         # the run would take longer, only the users it can answer in time are measured. A
@@ -434,7 +540,15 @@ class Bench:
         before = self.server_stats(backend)
         measured_file = write_challenges(files / "challenge-measured.txt", measured_users, tokens)
         log(f"challenge: {len(measured_users)} challenges")
-        challenge = loadgen.replay_once(service.url, "/mfa/challenge", measured_file, limit_s=limit)
+        # The answers' tokens are captured for the token paths (refresh, /users/me, introspect).
+        challenge = loadgen.replay_once(
+            service.url,
+            "/mfa/challenge",
+            measured_file,
+            limit_s=limit,
+            capture=files / "issued-measured",
+            capture_fields=paths.ISSUED_FIELDS,
+        )
         out["challenge"] = logged("challenge", challenge)
         if backend == "postgres":
             time.sleep(PG_STATS_SETTLE_S)
@@ -453,16 +567,6 @@ class Bench:
         if backend == "postgres":
             stats["pg"] = asyncio.run(pg_database_stats(self.opts.admin_dsn, self.opts.database))
         return stats
-
-
-def logged(name: str, result: loadgen.WrkResult) -> dict[str, Any]:
-    summary = result.summary()
-    log(
-        f"{name}: {result.requests} answers, {result.rps:.1f} req/s, p50/p99 "
-        f"{result.latency_ms['p50']}/{result.latency_ms['p99']} ms, non-2xx {result.non2xx} "
-        f"{result.statuses or ''}, unanswered {result.unanswered}"
-    )
-    return summary
 
 
 def write_challenges(path: Path, users: list[seed.User], tokens: dict[str, str]) -> Path:
@@ -513,6 +617,25 @@ def _terminate(_signum: int, _frame: FrameType | None) -> None:
 
 def main(argv: list[str] | None = None) -> int:
     opts = parse_args(argv)
+    try:
+        if opts.compare is not None and opts.against is not None:
+            sys.stdout.write(compare.compare_files(opts.compare, opts.against))
+            return 0
+        # Read before the run: a file that cannot be compared should not wait for it to fail.
+        earlier = compare.load(opts.compare) if opts.compare is not None else None
+    except ValueError as exc:
+        log(f"--compare: {exc}")
+        return 2
+    results = run_all(opts)
+    write_results(opts, results)
+    if earlier is not None and opts.compare is not None:
+        sys.stdout.write("\n" + compare.markdown(earlier, results, str(opts.compare), "this run"))
+    return 130 if results.get("interrupted") else 0
+
+
+def run_all(opts: Options) -> dict[str, Any]:
+    """Every configuration, one after the other; whatever happens, the databases, Redis keys
+    and work files are cleaned up."""
     signal.signal(signal.SIGTERM, _terminate)
     started = time.perf_counter()
     workdir = Path(tempfile.mkdtemp(prefix="mfa-bench-"))
@@ -525,6 +648,7 @@ def main(argv: list[str] | None = None) -> int:
             "wrk_threads": loadgen.THREADS,
             "warmup_fraction": opts.warmup_fraction,
             "floor_seconds": opts.floor_seconds,
+            "path_seconds": opts.path_seconds,
             "census_requests": opts.census,
             "challenge_ttl_s": CHALLENGE_TTL_S,
             "quick": opts.quick,
@@ -552,10 +676,13 @@ def main(argv: list[str] | None = None) -> int:
             shutil.rmtree(workdir, ignore_errors=True)
     results["total_seconds"] = round(time.perf_counter() - started, 1)
     results["targets"] = report.targets(results)
+    return results
+
+
+def write_results(opts: Options, results: dict[str, Any]) -> None:
     markdown = report.markdown(results)
     opts.out.mkdir(parents=True, exist_ok=True)
     (opts.out / "latest.json").write_text(json.dumps(results, indent=2) + "\n")
     (opts.out / "latest.md").write_text(markdown)
     sys.stdout.write(markdown)
     log(f"written: {opts.out / 'latest.json'}, {opts.out / 'latest.md'}")
-    return 130 if results.get("interrupted") else 0
