@@ -18,13 +18,15 @@ _CURRENT = col(User.credentials_version) == col(Session.credentials_version)
 
 
 async def get_live_session(db: AsyncSession, session_id: uuid.UUID) -> Session | None:
-    """The session, unless it was revoked or its user's credentials changed since."""
+    """The session, unless it was revoked or its user's credentials changed since. Its user
+    is loaded by the same statement: the route's `db.get(User, …)` then needs no query."""
     query = (
-        select(Session)
+        select(Session, User)
         .join(User, col(User.id) == col(Session.user_id))
         .where(Session.id == session_id, col(Session.revoked_at).is_(None), _CURRENT)
     )
-    return (await db.exec(query)).first()
+    row = (await db.exec(query)).first()
+    return None if row is None else row[0]
 
 
 async def find_refresh_token(
