@@ -26,7 +26,11 @@ async def get_live_session(db: AsyncSession, session_id: uuid.UUID) -> Session |
         .where(Session.id == session_id, col(Session.revoked_at).is_(None), _CURRENT)
     )
     row = (await db.exec(query)).first()
-    return None if row is None else row[0]
+    if row is None:
+        return None
+    # The identity map holds objects weakly: kept here for the request, the user stays in it.
+    db.info["session_user"] = row[1]
+    return row[0]
 
 
 async def find_refresh_token(
