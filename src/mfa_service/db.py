@@ -5,10 +5,10 @@ from __future__ import annotations
 import asyncio
 import functools
 import logging
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated, Any, TypeVar
 
 import sqlmodel
 from fastapi import Depends, Request
@@ -189,19 +189,35 @@ async def get_session(request: Request) -> AsyncIterator[AsyncSession]:
 
     A `ServiceError` is a handled refusal, and what was written before it (an audit event, a
     revoked session after refresh-token reuse) must stay, so it commits too. Anything else
-    rolls back.
+    rolls back. A route marked `@statements_autocommit` gets a session without a
+    transaction instead (one dependency, so the access-token check shares it).
     """
-    async with _request_session(request.app.state.services.sessionmaker) as session:
+    services = request.app.state.services
+    autocommit = getattr(request.scope.get("endpoint"), STATEMENTS_AUTOCOMMIT, False)
+    maker = services.statement_sessionmaker if autocommit else services.sessionmaker
+    async with _request_session(maker) as session:
         yield session
 
 
 async def get_statement_session(request: Request) -> AsyncIterator[AsyncSession]:
-    """For a hot path whose every statement stands alone (STYLE §18): on PostgreSQL each
-    statement commits by itself, no BEGIN and COMMIT round trips. Its writes must each be
-    atomic and safe to keep if a later one fails (the challenge: a used TOTP step with no
-    session is a refusal, never a token). SQLite keeps one transaction per request."""
+    """The session of a `statements_autocommit` route, whatever its endpoint says (for a
+    route that does not share the session with the access-token check)."""
     async with _request_session(request.app.state.services.statement_sessionmaker) as session:
         yield session
+
+
+STATEMENTS_AUTOCOMMIT = "mfa_statements_autocommit"
+Endpoint = TypeVar("Endpoint", bound=Callable[..., Any])
+
+
+def statements_autocommit(endpoint: Endpoint) -> Endpoint:
+    """For a hot path whose every statement stands alone (STYLE §18): on PostgreSQL each
+    statement commits by itself, no BEGIN and COMMIT round trips. Only for routes whose
+    writes are each atomic and safe to keep if a later one fails (the challenge: a used TOTP
+    step with no session is a refusal, never a token), or that only read. SQLite keeps one
+    transaction per request."""
+    setattr(endpoint, STATEMENTS_AUTOCOMMIT, True)
+    return endpoint
 
 
 @asynccontextmanager
@@ -225,7 +241,7 @@ async def _request_session(
 
 
 def create_statement_sessionmaker(engine: AsyncEngine) -> async_sessionmaker[AsyncSession]:
-    """Sessions whose statements autocommit (PostgreSQL; see `get_statement_session`)."""
+    """Sessions whose statements autocommit (PostgreSQL; see `statements_autocommit`)."""
     if engine.dialect.name != "postgresql":
         return create_sessionmaker(engine)
     # asyncpg's autocommit is a flag on the adapter: no round trip to set or reset it.
