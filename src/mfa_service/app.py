@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from importlib.metadata import PackageNotFoundError, version
 
 from fastapi import FastAPI
 from fastapi.middleware.cors import CORSMiddleware
@@ -23,7 +24,7 @@ from mfa_service.db import (
     create_statement_sessionmaker,
     open_pool,
 )
-from mfa_service.docs import install_docs
+from mfa_service.docs import install_docs, operation_id
 from mfa_service.errors import PayloadTooLarge, install_handlers, responses
 from mfa_service.factors import routes as factors_routes
 from mfa_service.factors.throttle import FactorThrottle
@@ -42,13 +43,53 @@ from mfa_service.tokens.keys import KeyStore, ensure_key
 
 logger = logging.getLogger("mfa_service")
 
+try:
+    VERSION = version("mfa-service")
+except PackageNotFoundError:  # run from a source tree that was never installed
+    VERSION = "0+unknown"
+
 DESCRIPTION = """
 Passwords and second factors; signed JWTs only after the required factors are proven.
 
 Other services verify access tokens offline against `/.well-known/jwks.json`.
-Errors are `application/problem+json` (RFC 9457) with a stable `code`.
+Errors are `application/problem+json` (RFC 9457) with a stable `code` (each operation lists
+the codes it can answer); every 429 and 503 carries `Retry-After` in seconds.
 Click **Authorize** and paste an `access_token` to call the protected routes.
 """
+
+TAGS = [
+    {
+        "name": "accounts",
+        "description": "Registration, password login, reauthentication, the password, the "
+        "caller's account and security events.",
+    },
+    {
+        "name": "mfa",
+        "description": "The MFA challenge after a password login, step-up, TOTP enrolment "
+        "and removal, backup codes.",
+    },
+    {
+        "name": "webauthn",
+        "description": "Security keys and passkeys (W3C JSON forms, for "
+        "`PublicKeyCredential.parse*OptionsFromJSON()` and `credential.toJSON()`), and "
+        "passwordless login with a passkey.",
+    },
+    {
+        "name": "sessions",
+        "description": "Rotating refresh tokens and logout.",
+    },
+    {
+        "name": "introspection",
+        "description": "RFC 7662: for configured services that must know at once whether an "
+        "access token is still active.",
+    },
+    {
+        "name": "discovery",
+        "description": "The public signing keys and the discovery document, for services "
+        "that verify access tokens offline.",
+    },
+    {"name": "health", "description": "Liveness and readiness probes."},
+]
 
 
 async def prepare_storage(
@@ -109,8 +150,12 @@ def create_app(settings: Settings | None = None, clock: Clock | None = None) -> 
 
     app = FastAPI(
         title="mfa-service",
-        version="0.1.0",
+        version=VERSION,
         description=DESCRIPTION,
+        openapi_tags=TAGS,
+        license_info={"name": "MIT", "identifier": "MIT"},
+        # Readable operationIds (`login`, `setupTotp`): generated clients name methods after them.
+        generate_unique_id_function=operation_id,
         lifespan=lifespan,
         docs_url=None,
         redoc_url=None,  # ReDoc loads scripts and fonts from CDNs

@@ -15,37 +15,13 @@ import sqlalchemy.exc
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
-from pydantic import BaseModel
+from pydantic import BaseModel, ConfigDict, Field, JsonValue
+from pydantic.json_schema import models_json_schema
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 logger = logging.getLogger(__name__)
 
 PROBLEM_JSON = "application/problem+json"
-
-
-class Problem(BaseModel):
-    """RFC 9457 problem details; `code` is a stable string clients can switch on."""
-
-    type: str
-    title: str
-    status: int
-    detail: str
-    code: str
-
-
-class ServiceError(Exception):
-    status: ClassVar[int] = 500
-    code: ClassVar[str] = "internal_error"
-    title: ClassVar[str] = "Internal error"
-    detail: ClassVar[str] = "The server could not complete the request."
-
-    def __init__(self, detail: str | None = None, headers: Mapping[str, str] | None = None):
-        self.message = detail or self.detail
-        self.headers = dict(headers or {})
-        super().__init__(self.code)
-
-    def problem(self) -> dict[str, Any]:
-        return problem_body(self.status, self.code, self.title, self.message)
 
 
 def problem_body(status: int, code: str, title: str, detail: str) -> dict[str, Any]:
@@ -56,6 +32,124 @@ def problem_body(status: int, code: str, title: str, detail: str) -> dict[str, A
         "detail": detail,
         "code": code,
     }
+
+
+# --- what the OpenAPI document says an error body is ------------------------------------------
+
+SCHEMA_REF = "#/components/schemas/{model}"
+
+
+class Problem(BaseModel):
+    """RFC 9457 problem details; `code` is a stable string clients can switch on."""
+
+    model_config = ConfigDict(
+        json_schema_extra={
+            "examples": [
+                problem_body(
+                    401,
+                    "invalid_credentials",
+                    "Invalid credentials",
+                    "The email or password is incorrect.",
+                )
+            ]
+        }
+    )
+
+    type: str = Field(description="`urn:mfa-service:problem:<code>`.")
+    title: str = Field(description="A fixed, human-readable text for the code.")
+    status: int = Field(description="The HTTP status code of the answer.")
+    detail: str = Field(description="A fixed explanation; never echoes what the client sent.")
+    code: str = Field(description="A stable machine string: switch on this, not on the texts.")
+
+
+class FieldError(BaseModel):
+    loc: list[str | int] = Field(
+        description="Where: `body`, `query`, `path` or `header`, then the path to the field."
+    )
+    msg: str = Field(description="Why, in words (the input itself is never repeated).")
+    type: str = Field(description="Why, as a stable string (pydantic's error type).")
+
+
+VALIDATION_EXAMPLE_ERRORS: list[JsonValue] = [
+    {
+        "loc": ["body", "email"],
+        "msg": "value is not a valid email address: An email address must have an @-sign.",
+        "type": "value_error",
+    }
+]
+
+
+class ValidationProblem(Problem):
+    """The request did not match the documented body or parameters (code `validation_error`)."""
+
+    model_config = ConfigDict(
+        json_schema_extra={
+            "examples": [
+                {
+                    **problem_body(
+                        422,
+                        "validation_error",
+                        "Invalid request",
+                        "The request body or parameters are not valid.",
+                    ),
+                    "errors": VALIDATION_EXAMPLE_ERRORS,
+                }
+            ]
+        }
+    )
+
+    errors: list[FieldError]
+
+
+class OAuthProblem(Problem):
+    """An OAuth 2.0 error (RFC 6749 5.2) as problem details: `error` repeats `code`."""
+
+    model_config = ConfigDict(
+        json_schema_extra={
+            "examples": [
+                {
+                    **problem_body(
+                        401, "invalid_client", "Invalid client", "Client authentication failed."
+                    ),
+                    "error": "invalid_client",
+                }
+            ]
+        }
+    )
+
+    error: str = Field(description="The OAuth error code, equal to `code`.")
+
+
+PROBLEM_MODELS: tuple[type[Problem], ...] = (Problem, ValidationProblem, OAuthProblem)
+
+# The schema of each header an error may carry.
+HEADER_SCHEMAS: dict[str, dict[str, Any]] = {
+    "Retry-After": {"type": "integer", "minimum": 1},
+    "WWW-Authenticate": {"type": "string"},
+}
+
+
+class ServiceError(Exception):
+    status: ClassVar[int] = 500
+    code: ClassVar[str] = "internal_error"
+    title: ClassVar[str] = "Internal error"
+    detail: ClassVar[str] = "The server could not complete the request."
+    # For the OpenAPI document: the body's model, and the headers every instance carries.
+    schema: ClassVar[type[Problem]] = Problem
+    documented_headers: ClassVar[Mapping[str, str]] = {}
+
+    def __init__(self, detail: str | None = None, headers: Mapping[str, str] | None = None):
+        self.message = detail or self.detail
+        self.headers = dict(headers or {})
+        super().__init__(self.code)
+
+    def problem(self) -> dict[str, Any]:
+        return problem_body(self.status, self.code, self.title, self.message)
+
+    @classmethod
+    def example(cls) -> dict[str, Any]:
+        """The body as the OpenAPI document shows it."""
+        return problem_body(cls.status, cls.code, cls.title, cls.detail)
 
 
 class InvalidCredentials(ServiceError):
@@ -70,6 +164,7 @@ class InvalidToken(ServiceError):
     code = "invalid_token"
     title = "Invalid token"
     detail = "The access token is missing, invalid, expired or revoked."
+    documented_headers = {"WWW-Authenticate": '`Bearer error="invalid_token"` (RFC 6750).'}
 
     def __init__(self, detail: str | None = None, headers: Mapping[str, str] | None = None):
         super().__init__(
@@ -88,6 +183,10 @@ class InsufficientUserAuthentication(ServiceError):
         "This action needs a recent authentication: call POST /mfa/step-up (users with a "
         "second factor) or POST /auth/reauthenticate, then retry with the new access token."
     )
+    documented_headers = {
+        "WWW-Authenticate": '`Bearer error="insufficient_user_authentication", '
+        "max_age=<MFA_REAUTH_MAX_AGE>` (RFC 9470): authenticate again, then retry."
+    }
 
     def __init__(self, max_age: int):
         challenge = f'Bearer error="insufficient_user_authentication", max_age={max_age}'
@@ -104,8 +203,14 @@ class StepUpRequired(ServiceError):
 class OAuthError(ServiceError):
     """An RFC 6749 error: the problem body also carries OAuth's `error` member."""
 
+    schema = OAuthProblem
+
     def problem(self) -> dict[str, Any]:
         return {**super().problem(), "error": self.code}
+
+    @classmethod
+    def example(cls) -> dict[str, Any]:
+        return {**super().example(), "error": cls.code}
 
 
 class InvalidClient(OAuthError):
@@ -113,6 +218,7 @@ class InvalidClient(OAuthError):
     code = "invalid_client"
     title = "Invalid client"
     detail = "Client authentication failed."
+    documented_headers = {"WWW-Authenticate": '`Basic realm="mfa-service"`.'}
 
     def __init__(self) -> None:
         super().__init__(headers={"WWW-Authenticate": 'Basic realm="mfa-service"'})
@@ -256,11 +362,34 @@ class PayloadTooLarge(ServiceError):
     detail = "The request body is larger than this service accepts."
 
 
+class RequestValidationFailed(ServiceError):
+    """The body or parameters do not match the route's schema: where and why, never the
+    input (FastAPI's own answer echoes it, and it may be a password or a code)."""
+
+    status = 422
+    code = "validation_error"
+    title = "Invalid request"
+    detail = "The request body or parameters are not valid."
+    schema = ValidationProblem
+
+    def __init__(self, errors: list[dict[str, Any]]):
+        self.errors = errors
+        super().__init__()
+
+    def problem(self) -> dict[str, Any]:
+        return {**super().problem(), "errors": self.errors}
+
+    @classmethod
+    def example(cls) -> dict[str, Any]:
+        return {**super().example(), "errors": VALIDATION_EXAMPLE_ERRORS}
+
+
 class RateLimited(ServiceError):
     status = 429
     code = "rate_limited"
     title = "Too many attempts"
     detail = "Too many failed attempts; try again later."
+    documented_headers = {"Retry-After": "Seconds until an attempt is let through again."}
 
     def __init__(self, retry_after: int, detail: str | None = None):
         self.retry_after = max(1, int(retry_after))
@@ -272,6 +401,7 @@ class ServiceUnavailable(ServiceError):
     code = "service_unavailable"
     title = "Service unavailable"
     detail = "A backing service is unreachable; nothing was changed. Try again shortly."
+    documented_headers = {"Retry-After": "Seconds to wait before trying again."}
 
     def __init__(self, detail: str | None = None, retry_after: int = 1):
         super().__init__(detail, {"Retry-After": str(retry_after)})
@@ -284,20 +414,76 @@ class Overloaded(ServiceUnavailable):
 
 
 def responses(*errors: type[ServiceError]) -> dict[int | str, dict[str, Any]]:
-    """OpenAPI `responses=` entries for the errors a route can raise."""
-    out: dict[int | str, dict[str, Any]] = {}
+    """OpenAPI `responses=` entries for the errors a route can raise: per status, the
+    problem+json schema with `code` narrowed to those errors' codes, their headers, and an
+    example of each. The schemas it refers to are `problem_schemas()`."""
+    by_status: dict[int, list[type[ServiceError]]] = {}
     for error in errors:
-        entry = out.setdefault(
-            error.status,
-            {"model": Problem, "description": error.title, "content": {PROBLEM_JSON: {}}},
-        )
-        if entry["description"] != error.title:
-            entry["description"] += f"; {error.title}"
-        examples = entry["content"][PROBLEM_JSON].setdefault("examples", {})
-        examples[error.code] = {
-            "value": problem_body(error.status, error.code, error.title, error.detail)
+        group = by_status.setdefault(error.status, [])
+        if error not in group:
+            group.append(error)
+    return {status: _response(status, group) for status, group in sorted(by_status.items())}
+
+
+def _response(status: int, group: list[type[ServiceError]]) -> dict[str, Any]:
+    examples: dict[str, Any] = {}
+    for error in group:
+        name = error.code if error.code not in examples else f"{error.code}_{len(examples)}"
+        examples[name] = {"summary": error.title, "value": error.example()}
+    entry: dict[str, Any] = {
+        "description": "; ".join(dict.fromkeys(error.title for error in group)),
+        "content": {PROBLEM_JSON: {"schema": _problem_schema(status, group), "examples": examples}},
+    }
+    if headers := _headers(group):
+        entry["headers"] = headers
+    return entry
+
+
+def _problem_schema(status: int, group: list[type[ServiceError]]) -> dict[str, Any]:
+    codes_by_model: dict[type[Problem], list[str]] = {}
+    for error in group:
+        codes = codes_by_model.setdefault(error.schema, [])
+        if error.code not in codes:
+            codes.append(error.code)
+    variants = [
+        {
+            "allOf": [
+                {"$ref": SCHEMA_REF.format(model=model.__name__)},
+                {
+                    "type": "object",
+                    "required": ["status", "code"],
+                    "properties": {
+                        "status": {"type": "integer", "const": status},
+                        "code": {"type": "string", "enum": codes},
+                    },
+                },
+            ]
         }
+        for model, codes in codes_by_model.items()
+    ]
+    return variants[0] if len(variants) == 1 else {"oneOf": variants}
+
+
+def _headers(group: list[type[ServiceError]]) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    names = dict.fromkeys(name for error in group for name in error.documented_headers)
+    for name in names:
+        said = {e.code: e.documented_headers[name] for e in group if name in e.documented_headers}
+        always = all(name in e.documented_headers for e in group)
+        if always and len(set(said.values())) == 1:
+            description = next(iter(said.values()))
+        else:
+            description = " ".join(f"With `{code}`: {text}" for code, text in said.items())
+        out[name] = {"description": description, "required": always, "schema": HEADER_SCHEMAS[name]}
     return out
+
+
+def problem_schemas() -> dict[str, dict[str, Any]]:
+    """The component schemas `responses()` refers to."""
+    _, top = models_json_schema(
+        [(model, "serialization") for model in PROBLEM_MODELS], ref_template=SCHEMA_REF
+    )
+    return dict(top["$defs"])
 
 
 def _render(
@@ -338,18 +524,13 @@ def install_handlers(app: FastAPI) -> None:
     async def validation_error(_: Request, exc: Exception) -> JSONResponse:
         assert isinstance(exc, RequestValidationError)
         # FastAPI's default body echoes the input (a password, a code): keep only where and why.
-        errors = [
-            {"loc": list(e.get("loc", ())), "msg": e.get("msg", ""), "type": e.get("type", "")}
-            for e in exc.errors()
-        ]
-        body = problem_body(
-            422,
-            "validation_error",
-            "Invalid request",
-            "The request body or parameters are not valid.",
+        err = RequestValidationFailed(
+            [
+                {"loc": list(e.get("loc", ())), "msg": e.get("msg", ""), "type": e.get("type", "")}
+                for e in exc.errors()
+            ]
         )
-        body["errors"] = errors
-        return _render(422, body)
+        return _render(err.status, err.problem())
 
     async def http_error(_: Request, exc: Exception) -> JSONResponse:
         assert isinstance(exc, StarletteHTTPException)

@@ -1,6 +1,9 @@
 from __future__ import annotations
 
+from typing import Annotated
+
 from fastapi import APIRouter, Response, status
+from pydantic import Field
 
 from mfa_service.accounts import service
 from mfa_service.accounts.schemas import (
@@ -20,6 +23,7 @@ from mfa_service.errors import (
     InvalidToken,
     Overloaded,
     RateLimited,
+    RequestValidationFailed,
     ServiceUnavailable,
     StepUpRequired,
     WeakPassword,
@@ -30,16 +34,26 @@ from mfa_service.services import ServicesDep
 from mfa_service.sessions.dependencies import CurrentClaims
 from mfa_service.sessions.schemas import TokenResponse
 
-router = APIRouter()
+router = APIRouter(tags=["accounts"])
+
+# The login answer: tokens, or a challenge when the account has a second factor.
+LoginResponse = Annotated[TokenResponse | ChallengeResponse, Field(discriminator="status")]
 
 
 @router.post(
     "/auth/register",
     status_code=status.HTTP_201_CREATED,
     response_model=UserOut,
-    tags=["accounts"],
+    operation_id="register",
     summary="Create an account",
-    responses=responses(EmailTaken, WeakPassword, RateLimited, Overloaded),
+    responses=responses(
+        EmailTaken,
+        RequestValidationFailed,
+        WeakPassword,
+        RateLimited,
+        ServiceUnavailable,
+        Overloaded,
+    ),
 )
 async def register(
     body: RegisterRequest, db: SessionDep, svc: ServicesDep, client: ClientDep
@@ -52,18 +66,25 @@ async def register(
 
 @router.post(
     "/auth/login",
-    response_model=TokenResponse | ChallengeResponse,
+    response_model=LoginResponse,
     response_model_exclude_none=True,  # `webauthn` only when the user has a security key
-    tags=["accounts"],
+    operation_id="login",
     summary="Log in with email and password",
-    responses=responses(InvalidCredentials, RateLimited, ServiceUnavailable),
+    response_description="`status` tells which: `authenticated` (tokens) or `mfa_required` "
+    "(a challenge).",
+    responses=responses(
+        InvalidCredentials, RequestValidationFailed, RateLimited, ServiceUnavailable, Overloaded
+    ),
 )
 async def login(
     body: Credentials, db: SessionDep, svc: ServicesDep, client: ClientDep
 ) -> TokenResponse | ChallengeResponse:
-    """Tokens for an account without MFA; with MFA, a challenge for `POST /mfa/challenge`.
+    """Tokens (`status: authenticated`) for an account without a second factor; with one, a
+    challenge (`status: mfa_required`) to answer at `POST /mfa/challenge`.
 
-    Unknown email and wrong password give the same answer.
+    Unknown email and wrong password give the same answer. Wrong passwords are counted per
+    account and client IP (10 in 15 min), per account (100) and per client IP (100); beyond a
+    limit the answer is 429 with `Retry-After`, even for the right password.
     """
     return await service.login(db, svc, client, body.email, body.password)
 
@@ -71,10 +92,16 @@ async def login(
 @router.post(
     "/auth/reauthenticate",
     response_model=TokenResponse,
-    tags=["accounts"],
+    operation_id="reauthenticate",
     summary="Prove the password again for a fresh auth_time",
     responses=responses(
-        InvalidToken, InvalidCredentials, StepUpRequired, RateLimited, ServiceUnavailable
+        InvalidToken,
+        InvalidCredentials,
+        StepUpRequired,
+        RequestValidationFailed,
+        RateLimited,
+        ServiceUnavailable,
+        Overloaded,
     ),
 )
 async def reauthenticate(
@@ -94,10 +121,19 @@ async def reauthenticate(
 @router.post(
     "/auth/password",
     status_code=status.HTTP_204_NO_CONTENT,
-    tags=["accounts"],
+    operation_id="changePassword",
     summary="Change the password",
     response_class=Response,
-    responses=responses(InvalidToken, InvalidCredentials, InvalidCode, WeakPassword, RateLimited),
+    responses=responses(
+        InvalidToken,
+        InvalidCredentials,
+        InvalidCode,
+        RequestValidationFailed,
+        WeakPassword,
+        RateLimited,
+        ServiceUnavailable,
+        Overloaded,
+    ),
 )
 async def change_password(
     body: PasswordChangeRequest,
@@ -106,7 +142,9 @@ async def change_password(
     svc: ServicesDep,
     client: ClientDep,
 ) -> None:
-    """Every other session of the user ends; this one stays signed in."""
+    """Needs the current password and, when MFA is on, a second factor (`code`,
+    `backup_code` or `webauthn`: a missing or wrong one is 401 `invalid_code`). Every other
+    session of the user and its pending challenges end; this session stays signed in."""
     await service.change_password(
         db, svc, client, claims, body.current_password, body.new_password, body.second_factor()
     )
@@ -115,11 +153,12 @@ async def change_password(
 @router.get(
     "/users/me",
     response_model=MeOut,
-    tags=["accounts"],
+    operation_id="getCurrentUser",
     summary="The caller's account",
-    responses=responses(InvalidToken),
+    responses=responses(InvalidToken, ServiceUnavailable),
 )
 async def me(claims: CurrentClaims, db: SessionDep) -> MeOut:
+    """The account the access token was issued to."""
     user = await service.current_user(db, claims)
     return MeOut(
         id=user.id, email=user.email, mfa_enabled=user.mfa_enabled, created_at=user.created_at

@@ -89,4 +89,17 @@ class UserOut(BaseModel):
 
 
 class MeOut(UserOut):
+    model_config = ConfigDict(
+        json_schema_extra={
+            "examples": [
+                {
+                    "id": "3f8e2c1a-7b4d-4e2a-9c61-2d5e8f9a0b1c",
+                    "email": "alice@example.com",
+                    "mfa_enabled": True,
+                    "created_at": "2026-11-28T09:14:51Z",
+                }
+            ]
+        }
+    )
+
     created_at: datetime

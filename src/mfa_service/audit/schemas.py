@@ -2,7 +2,7 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from pydantic import BaseModel, ConfigDict
+from pydantic import BaseModel, ConfigDict, Field
 
 
 class EventOut(BaseModel):
@@ -27,11 +27,13 @@ class EventPage(BaseModel):
                             "detail": {},
                         }
                     ],
-                    "next_cursor": None,
+                    # Opaque; null on the last page (the generated document cannot show a null).
+                    "next_cursor": "MjAyNi0xMS0yOFQwOToxNTowMiswMDowMHw1ZDJm"
+                    "N2M5ZS0wYTQxLTRiNmUtOGYzZC0xYzJiM2E0ZDVlNmY=",
                 }
             ]
         }
     )
 
     items: list[EventOut]
-    next_cursor: str | None
+    next_cursor: str | None = Field(description="For the next page; null on the last one.")

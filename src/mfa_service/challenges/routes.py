@@ -12,6 +12,7 @@ from mfa_service.errors import (
     ChallengeExpired,
     InvalidCode,
     RateLimited,
+    RequestValidationFailed,
     ServiceUnavailable,
     responses,
 )
@@ -32,8 +33,14 @@ challenge_bearer = HTTPBearer(
 @router.post(
     "/mfa/challenge",
     response_model=TokenResponse,
+    operation_id="answerChallenge",
     summary="Answer an MFA challenge",
-    responses=responses(InvalidCode, ChallengeExpired, RateLimited, ServiceUnavailable),
+    responses=responses(
+        InvalidCode, ChallengeExpired, RequestValidationFailed, RateLimited, ServiceUnavailable
+    ),
+    # The challenge token travels in the body or as a Bearer credential: the scheme is one
+    # alternative, no scheme (the body field) the other.
+    openapi_extra={"security": [{}]},
 )
 async def answer_challenge(
     body: ChallengeAnswer,
@@ -42,9 +49,11 @@ async def answer_challenge(
     client: ClientDep,
     credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(challenge_bearer)],
 ) -> Response:
-    """A TOTP code, a backup code, or a security key's assertion (`webauthn`: the
-    `credential.toJSON()` of `navigator.credentials.get()` called with this challenge's
-    `webauthn` request options) for the challenge from `/auth/login`.
+    """Send the `challenge_token` from `/auth/login` in the body or as
+    `Authorization: Bearer <challenge_token>`, and exactly one of a TOTP `code`, a
+    `backup_code`, or a security key's assertion (`webauthn`: the `credential.toJSON()` of
+    `navigator.credentials.get()` called with this challenge's `webauthn` request options).
+    No challenge token, or an unknown, used or expired one: 401 `challenge_expired`.
 
     A challenge allows 5 wrong answers, then it is burned; 10 wrong answers for a user within
     15 minutes lock the second factor for 15 minutes (429 with `Retry-After`). A wrong

@@ -1,26 +1,44 @@
 from __future__ import annotations
 
-from typing import Literal
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
 from mfa_service.factors.schemas import FactorProof
-from mfa_service.factors.webauthn.schemas import ASSERTION_EXAMPLE, RequestOptions
+from mfa_service.factors.webauthn.schemas import (
+    ASSERTION_EXAMPLE,
+    REQUEST_OPTIONS_EXAMPLE,
+    RequestOptions,
+)
+
+
+def _as_sent(schema: dict[str, Any]) -> None:
+    """`status` is always sent (the login union's tag); `webauthn` is left out rather than
+    null (the login route drops None)."""
+    schema["required"] = ["status", *(n for n in schema.get("required", []) if n != "status")]
+    webauthn = schema["properties"]["webauthn"]
+    webauthn.pop("default", None)
+    (options,) = [s for s in webauthn.pop("anyOf") if s.get("type") != "null"]
+    webauthn.update(options)
+    schema["examples"] = [
+        {
+            "status": "mfa_required",
+            "challenge_token": "5b0c…",
+            "expires_in": 300,
+            "methods": ["totp", "backup_code"],
+        },
+        {
+            "status": "mfa_required",
+            "challenge_token": "5b0c…",
+            "expires_in": 300,
+            "methods": ["totp", "backup_code", "webauthn"],
+            "webauthn": REQUEST_OPTIONS_EXAMPLE,
+        },
+    ]
 
 
 class ChallengeResponse(BaseModel):
-    model_config = ConfigDict(
-        json_schema_extra={
-            "examples": [
-                {
-                    "status": "mfa_required",
-                    "challenge_token": "5b0c…",
-                    "expires_in": 300,
-                    "methods": ["totp", "backup_code"],
-                }
-            ]
-        }
-    )
+    model_config = ConfigDict(json_schema_extra=_as_sent)
 
     status: Literal["mfa_required"] = "mfa_required"
     challenge_token: str = Field(description="Opaque; send it to POST /mfa/challenge.")

@@ -10,8 +10,10 @@ from mfa_service.errors import (
     InvalidToken,
     MfaNotEnabled,
     NothingPending,
+    Overloaded,
     PendingNotFound,
     RateLimited,
+    RequestValidationFailed,
     ServiceUnavailable,
     TotpAlreadyEnabled,
     TotpNotEnabled,
@@ -36,23 +38,33 @@ from mfa_service.sessions.schemas import TokenResponse
 
 router = APIRouter(tags=["mfa"])
 NO_STORE = {"Cache-Control": "no-store"}
+# A QR code of the pending secret: the image itself.
+PNG = {"content": {"image/png": {"schema": {"type": "string", "format": "binary"}}}}
+SVG = {"content": {"image/svg+xml": {"schema": {"type": "string"}}}}
 
 
 @router.get(
     "/mfa",
     response_model=MfaState,
+    operation_id="getMfaState",
     summary="Second-factor state",
-    responses=responses(InvalidToken),
+    responses=responses(InvalidToken, ServiceUnavailable),
 )
 async def mfa_state(claims: CurrentClaims, db: SessionDep) -> MfaState:
+    """Whether MFA is on, the TOTP enrolment (active, or pending confirmation), how many
+    backup codes are left (0 until a second factor is enrolled) and how many security keys
+    and passkeys are registered."""
     return await service.state(db, claims)
 
 
 @router.post(
     "/mfa/totp/setup",
     response_model=TotpSetup,
+    operation_id="setupTotp",
     summary="Start TOTP enrolment",
-    responses=responses(InvalidToken, InsufficientUserAuthentication, TotpAlreadyEnabled),
+    responses=responses(
+        InvalidToken, InsufficientUserAuthentication, TotpAlreadyEnabled, ServiceUnavailable
+    ),
 )
 async def totp_setup(
     claims: CurrentClaims, db: SessionDep, svc: ServicesDep, response: Response
@@ -68,22 +80,28 @@ async def totp_setup(
 
 @router.get(
     "/mfa/totp/qr.png",
+    operation_id="getTotpQrPng",
     summary="The pending secret's QR code (PNG)",
     response_class=Response,
-    responses={200: {"content": {"image/png": {}}}, **responses(InvalidToken, PendingNotFound)},
+    responses={200: PNG, **responses(InvalidToken, PendingNotFound, ServiceUnavailable)},
 )
 async def totp_qr_png(claims: CurrentClaims, db: SessionDep, svc: ServicesDep) -> Response:
+    """The otpauth URI of the pending TOTP secret (from `POST /mfa/totp/setup`) as a PNG
+    image, for the authenticator app to scan. 404 when nothing is pending (never once TOTP is
+    active)."""
     uri = await service.pending_uri(db, svc, claims)
     return Response(otp.qr_png(uri), media_type="image/png", headers=NO_STORE)
 
 
 @router.get(
     "/mfa/totp/qr.svg",
+    operation_id="getTotpQrSvg",
     summary="The pending secret's QR code (SVG)",
     response_class=Response,
-    responses={200: {"content": {"image/svg+xml": {}}}, **responses(InvalidToken, PendingNotFound)},
+    responses={200: SVG, **responses(InvalidToken, PendingNotFound, ServiceUnavailable)},
 )
 async def totp_qr_svg(claims: CurrentClaims, db: SessionDep, svc: ServicesDep) -> Response:
+    """As `GET /mfa/totp/qr.png`, as an SVG image."""
     uri = await service.pending_uri(db, svc, claims)
     return Response(otp.qr_svg(uri), media_type="image/svg+xml", headers=NO_STORE)
 
@@ -91,8 +109,16 @@ async def totp_qr_svg(claims: CurrentClaims, db: SessionDep, svc: ServicesDep) -
 @router.post(
     "/mfa/totp/confirm",
     response_model=TotpConfirmed,
+    operation_id="confirmTotp",
     summary="Activate TOTP with a first code",
-    responses=responses(InvalidToken, InsufficientUserAuthentication, NothingPending, InvalidCode),
+    responses=responses(
+        NothingPending,
+        InvalidToken,
+        InsufficientUserAuthentication,
+        InvalidCode,
+        RequestValidationFailed,
+        ServiceUnavailable,
+    ),
 )
 async def totp_confirm(
     body: TotpCode,
@@ -102,7 +128,10 @@ async def totp_confirm(
     response: Response,
     client: ClientDep,
 ) -> TotpConfirmed:
-    """Returns 10 backup codes, shown this once. Other sessions and pending challenges end."""
+    """A current code from the app proves it holds the pending secret; that code's time step
+    counts as used. Returns 10 backup codes, shown this once (`[]` when the user already had
+    a second factor). Other sessions and pending challenges end. Needs a recent
+    authentication, as the setup does."""
     response.headers.update(NO_STORE)
     return await service.confirm_totp(db, svc, client, claims, body.code)
 
@@ -111,9 +140,18 @@ async def totp_confirm(
     "/mfa/totp",
     status_code=status.HTTP_204_NO_CONTENT,
     response_class=Response,
+    operation_id="removeTotp",
     summary="Remove TOTP (and the backup codes, if no other factor is left)",
     responses=responses(
-        InvalidToken, InvalidCredentials, InvalidCode, MfaNotEnabled, TotpNotEnabled, RateLimited
+        InvalidToken,
+        InvalidCredentials,
+        InvalidCode,
+        MfaNotEnabled,
+        TotpNotEnabled,
+        RequestValidationFailed,
+        RateLimited,
+        ServiceUnavailable,
+        Overloaded,
     ),
 )
 async def totp_disable(
@@ -128,8 +166,16 @@ async def totp_disable(
 @router.post(
     "/mfa/backup-codes",
     response_model=BackupCodes,
+    operation_id="regenerateBackupCodes",
     summary="Replace the backup codes",
-    responses=responses(InvalidToken, InvalidCode, MfaNotEnabled, RateLimited),
+    responses=responses(
+        InvalidToken,
+        InvalidCode,
+        MfaNotEnabled,
+        RequestValidationFailed,
+        RateLimited,
+        ServiceUnavailable,
+    ),
 )
 async def backup_codes_regenerate(
     body: PresenceProof,
@@ -148,8 +194,16 @@ async def backup_codes_regenerate(
 @router.post(
     "/mfa/step-up",
     response_model=TokenResponse,
+    operation_id="stepUp",
     summary="Prove a second factor again for a fresh auth_time",
-    responses=responses(InvalidToken, InvalidCode, MfaNotEnabled, RateLimited, ServiceUnavailable),
+    responses=responses(
+        InvalidToken,
+        InvalidCode,
+        MfaNotEnabled,
+        RequestValidationFailed,
+        RateLimited,
+        ServiceUnavailable,
+    ),
 )
 async def step_up(
     body: FactorProof, claims: CurrentClaims, db: SessionDep, svc: ServicesDep, client: ClientDep

@@ -4,7 +4,7 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-from mfa_service.factors.webauthn.schemas import AuthenticationCredential
+from mfa_service.factors.webauthn.schemas import BACKUP_CODES_EXAMPLE, AuthenticationCredential
 
 CODE_DESCRIPTION = "A current 6-digit code from the authenticator app (spaces are ignored)."
 BACKUP_DESCRIPTION = "One of the backup codes, e.g. `7k3qz-9wm2x` (case and hyphens ignored)."
@@ -125,11 +125,18 @@ class TotpSetup(BaseModel):
 
 class BackupCodes(BaseModel):
     model_config = ConfigDict(
-        json_schema_extra={"examples": [{"backup_codes": ["7k3qz-9wm2x", "..."]}]}
+        json_schema_extra={"examples": [{"backup_codes": BACKUP_CODES_EXAMPLE}]}
     )
 
     backup_codes: list[str] = Field(description="Shown once; store them somewhere safe.")
 
 
 class TotpConfirmed(BackupCodes):
+    model_config = ConfigDict(
+        json_schema_serialization_defaults_required=True,  # `mfa_enabled` is always sent
+        json_schema_extra={
+            "examples": [{"mfa_enabled": True, "backup_codes": BACKUP_CODES_EXAMPLE}]
+        },
+    )
+
     mfa_enabled: Literal[True] = True

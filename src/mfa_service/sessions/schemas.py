@@ -7,6 +7,8 @@ from pydantic import BaseModel, ConfigDict, Field
 
 class TokenResponse(BaseModel):
     model_config = ConfigDict(
+        # Every field is always sent: the document says so (`status` is the login union's tag).
+        json_schema_serialization_defaults_required=True,
         json_schema_extra={
             "examples": [
                 {
@@ -17,7 +19,7 @@ class TokenResponse(BaseModel):
                     "refresh_token": "t3Ftq0b1V1t1uJ5c0m2z3qT7nQ...",
                 }
             ]
-        }
+        },
     )
 
     status: Literal["authenticated"] = "authenticated"
@@ -28,8 +30,21 @@ class TokenResponse(BaseModel):
 
 
 class RefreshRequest(BaseModel):
+    model_config = ConfigDict(
+        json_schema_extra={"examples": [{"refresh_token": "t3Ftq0b1V1t1uJ5c0m2z3qT7nQ..."}]}
+    )
+
     refresh_token: str = Field(min_length=1, max_length=200)
 
 
 class LogoutRequest(BaseModel):
-    refresh_token: str | None = Field(default=None, max_length=200)
+    model_config = ConfigDict(
+        json_schema_extra={"examples": [{"refresh_token": "t3Ftq0b1V1t1uJ5c0m2z3qT7nQ..."}, {}]}
+    )
+
+    refresh_token: str | None = Field(
+        default=None,
+        max_length=200,
+        description="A refresh token of the caller's: its session ends too (this session "
+        "ends either way; another user's token is ignored).",
+    )

@@ -12,6 +12,7 @@ from mfa_service.errors import (
     NoWebAuthnCredential,
     PasskeyRefused,
     RateLimited,
+    RequestValidationFailed,
     ServiceUnavailable,
     WebAuthnCredentialExists,
     WebAuthnCredentialNotFound,
@@ -36,14 +37,18 @@ from mfa_service.services import ServicesDep
 from mfa_service.sessions.dependencies import CurrentClaims
 from mfa_service.sessions.schemas import TokenResponse
 
-router = APIRouter(tags=["webauthn"])
+router = APIRouter()
 
 
 @router.post(
     "/mfa/webauthn/registrations/options",
     response_model=CreationOptions,
+    tags=["webauthn"],
+    operation_id="webAuthnRegistrationOptions",
     summary="Options to register a security key or passkey",
-    responses=responses(InvalidToken, InsufficientUserAuthentication),
+    responses=responses(
+        InvalidToken, InsufficientUserAuthentication, RequestValidationFailed, ServiceUnavailable
+    ),
 )
 async def registration_options(
     claims: CurrentClaims,
@@ -63,13 +68,17 @@ async def registration_options(
     "/mfa/webauthn/registrations",
     response_model=Registered,
     status_code=status.HTTP_201_CREATED,
+    tags=["webauthn"],
+    operation_id="registerWebAuthnCredential",
     summary="Register a security key or passkey",
     responses=responses(
+        WebAuthnNotPending,
         InvalidToken,
         InsufficientUserAuthentication,
-        WebAuthnNotPending,
         InvalidWebAuthnResponse,
         WebAuthnCredentialExists,
+        RequestValidationFailed,
+        ServiceUnavailable,
     ),
 )
 async def register(
@@ -79,30 +88,42 @@ async def register(
     svc: ServicesDep,
     client: ClientDep,
 ) -> Registered:
-    """The first second factor turns MFA on and returns 10 backup codes, shown this once.
-    Every registration ends the user's other sessions and pending challenges."""
+    """`credential` is the `credential.toJSON()` of `navigator.credentials.create()` called
+    with the options of `POST /mfa/webauthn/registrations/options` (single use, 300 s, bound
+    to this session). The first second factor turns MFA on and returns 10 backup codes, shown
+    this once. Every registration ends the user's other sessions and pending challenges.
+    Needs a recent authentication."""
     return await service.register_webauthn(db, svc, client, claims, body)
 
 
 @router.get(
     "/mfa/webauthn/credentials",
     response_model=CredentialList,
+    tags=["webauthn"],
+    operation_id="listWebAuthnCredentials",
     summary="The caller's security keys and passkeys",
-    responses=responses(InvalidToken),
+    responses=responses(InvalidToken, ServiceUnavailable),
 )
 async def credentials(claims: CurrentClaims, db: SessionDep) -> CredentialList:
+    """Every registered credential with its name, kind (`passkey`, `device_bound`,
+    `backed_up`) and when it was registered and last used."""
     return await service.webauthn_credentials(db, claims)
 
 
 @router.patch(
     "/mfa/webauthn/credentials/{credential_id}",
     response_model=CredentialOut,
+    tags=["webauthn"],
+    operation_id="renameWebAuthnCredential",
     summary="Rename a security key or passkey",
-    responses=responses(InvalidToken, WebAuthnCredentialNotFound),
+    responses=responses(
+        InvalidToken, WebAuthnCredentialNotFound, RequestValidationFailed, ServiceUnavailable
+    ),
 )
 async def rename(
     credential_id: uuid.UUID, body: Rename, claims: CurrentClaims, db: SessionDep
 ) -> CredentialOut:
+    """Only the name changes (1–64 characters). Another user's credential id is 404."""
     return await service.rename_webauthn(db, claims, credential_id, body.name)
 
 
@@ -110,8 +131,16 @@ async def rename(
     "/mfa/webauthn/credentials/{credential_id}",
     status_code=status.HTTP_204_NO_CONTENT,
     response_class=Response,
+    tags=["webauthn"],
+    operation_id="removeWebAuthnCredential",
     summary="Remove a security key or passkey",
-    responses=responses(InvalidToken, InsufficientUserAuthentication, WebAuthnCredentialNotFound),
+    responses=responses(
+        InvalidToken,
+        InsufficientUserAuthentication,
+        WebAuthnCredentialNotFound,
+        RequestValidationFailed,
+        ServiceUnavailable,
+    ),
 )
 async def remove(
     credential_id: uuid.UUID,
@@ -129,8 +158,9 @@ async def remove(
     "/mfa/step-up/options",
     response_model=RequestOptions,
     tags=["mfa"],
+    operation_id="stepUpOptions",
     summary="Options to step up with a security key",
-    responses=responses(InvalidToken, NoWebAuthnCredential),
+    responses=responses(InvalidToken, NoWebAuthnCredential, ServiceUnavailable),
 )
 async def step_up_options(
     claims: CurrentClaims, db: SessionDep, svc: ServicesDep
@@ -144,7 +174,8 @@ async def step_up_options(
 @router.post(
     "/auth/passkey/options",
     response_model=RequestOptions,
-    tags=["auth"],
+    tags=["webauthn"],
+    operation_id="passkeyLoginOptions",
     summary="Options for a passwordless login",
     responses=responses(RateLimited, ServiceUnavailable),
 )
@@ -157,13 +188,15 @@ async def passkey_options(svc: ServicesDep, client: ClientDep) -> RequestOptions
 @router.post(
     "/auth/passkey",
     response_model=TokenResponse,
-    tags=["auth"],
+    tags=["webauthn"],
+    operation_id="passkeyLogin",
     summary="Log in with a passkey",
-    responses=responses(PasskeyRefused, RateLimited, ServiceUnavailable),
+    responses=responses(PasskeyRefused, RequestValidationFailed, RateLimited, ServiceUnavailable),
 )
 async def passkey_login(
     body: PasskeyLogin, db: SessionDep, svc: ServicesDep, client: ClientDep
 ) -> TokenResponse:
-    """Tokens with amr `["hwk" or "swk", "mfa"]`. Every failure answers the same 401; wrong
-    assertions are counted per client IP."""
+    """`credential` is the `credential.toJSON()` of `navigator.credentials.get()` called with
+    the options of `POST /auth/passkey/options`. Tokens with amr `["hwk" or "swk", "mfa"]`.
+    Every failure answers the same 401; wrong assertions are counted per client IP."""
     return await webauthn.passkey_login(db, svc, client, body.credential)

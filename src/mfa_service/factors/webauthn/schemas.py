@@ -13,11 +13,15 @@ from pydantic import (
     BaseModel,
     ConfigDict,
     Field,
+    GetJsonSchemaHandler,
+    JsonValue,
     SerializerFunctionWrapHandler,
     StringConstraints,
     model_serializer,
 )
 from pydantic.alias_generators import to_camel
+from pydantic.json_schema import JsonSchemaValue
+from pydantic_core import CoreSchema
 
 # base64url without padding. Generous bounds: a real attestation object is a few hundred bytes
 # to a few kilobytes, a credential id at most 1023 bytes.
@@ -34,13 +38,37 @@ class W3CModel(BaseModel):
         alias_generator=AliasGenerator(alias=to_camel),
         populate_by_name=True,
         extra="ignore",
+        # Sent means always there: a member with a default is present in every answer.
+        json_schema_serialization_defaults_required=True,
     )
 
+    # No return annotation on purpose: with one (even `Any`) pydantic documents what the
+    # serializer returns instead of the model's fields, and the OpenAPI schema of every W3C
+    # answer (creation and request options) was `{}`.
     @model_serializer(mode="wrap")
-    def _without_nulls(self, handler: SerializerFunctionWrapHandler) -> Any:
+    def _without_nulls(self, handler: SerializerFunctionWrapHandler):  # type: ignore[no-untyped-def]
         # Absent, not null: a browser's parse*FromJSON() throws on `hints: null` and the like.
         data = handler(self)
         return {k: v for k, v in data.items() if v is not None}
+
+    @classmethod
+    def __get_pydantic_json_schema__(
+        cls, core_schema: CoreSchema, handler: GetJsonSchemaHandler
+    ) -> JsonSchemaValue:
+        """As sent, an unset member is absent, never null: documented so."""
+        schema = handler(core_schema)
+        if handler.mode == "serialization":
+            target = handler.resolve_ref_schema(schema)
+            for name, member in target.get("properties", {}).items():
+                branches = member.get("anyOf", [])
+                if {"type": "null"} in branches:
+                    rest = [b for b in member.pop("anyOf") if b != {"type": "null"}]
+                    member.pop("default", None)
+                    member.update(rest[0] if len(rest) == 1 else {"anyOf": rest})
+                    target["required"] = [n for n in target.get("required", []) if n != name]
+            if target.get("required") == []:
+                del target["required"]
+        return schema
 
     def wire(self) -> dict[str, Any]:
         """Back to the W3C JSON form, for py_webauthn."""
@@ -115,24 +143,19 @@ class CreationOptions(W3CModel):
     hints: list[str] | None = None
 
 
+REQUEST_OPTIONS_EXAMPLE: dict[str, Any] = {
+    "challenge": "Zk9xZ2V0c0t6b3h2c1dWQ2t5cWpYZw",
+    "timeout": 300000,
+    "rpId": "example.com",
+    "allowCredentials": [{"type": "public-key", "id": "AXkXa0P8qS7p0cA", "transports": ["usb"]}],
+    "userVerification": "discouraged",
+}
+
+
 class RequestOptions(W3CModel):
     """PublicKeyCredentialRequestOptionsJSON: pass to `parseRequestOptionsFromJSON()`."""
 
-    model_config = ConfigDict(
-        json_schema_extra={
-            "examples": [
-                {
-                    "challenge": "Zk9xZ2V0c0t6b3h2c1dWQ2t5cWpYZw",
-                    "timeout": 300000,
-                    "rpId": "example.com",
-                    "allowCredentials": [
-                        {"type": "public-key", "id": "AXkXa0P8qS7p0cA", "transports": ["usb"]}
-                    ],
-                    "userVerification": "discouraged",
-                }
-            ]
-        }
-    )
+    model_config = ConfigDict(json_schema_extra={"examples": [REQUEST_OPTIONS_EXAMPLE]})
 
     challenge: str
     timeout: int | None = None
@@ -161,8 +184,24 @@ class PublicKeyCredential(W3CModel):
     client_extension_results: dict[str, Any] = Field(default_factory=dict)
 
 
+REGISTRATION_EXAMPLE: dict[str, Any] = {
+    "id": "AXkXa0P8qS7p0cA",
+    "rawId": "AXkXa0P8qS7p0cA",
+    "type": "public-key",
+    "response": {
+        "clientDataJSON": "eyJ0eXBlIjoid2ViYXV0aG4uY3JlYXRlIn0",
+        "attestationObject": "o2NmbXRkbm9uZWdhdHRTdG10oGhhdXRoRGF0YVjFSZYN5YgOjGh0NBcPZHZgW4",
+        "transports": ["usb", "nfc"],
+    },
+    "authenticatorAttachment": "cross-platform",
+    "clientExtensionResults": {},
+}
+
+
 class RegistrationCredential(PublicKeyCredential):
     """RegistrationResponseJSON: what `credential.toJSON()` gives after `create()`."""
+
+    model_config = ConfigDict(json_schema_extra={"examples": [REGISTRATION_EXAMPLE]})
 
     response: AttestationResponse
 
@@ -189,12 +228,36 @@ ASSERTION_EXAMPLE: dict[str, Any] = {
 }
 
 
+# A passkey's assertion: it names its user (the user handle), as a discoverable credential does.
+PASSKEY_EXAMPLE: dict[str, Any] = {
+    **ASSERTION_EXAMPLE,
+    "response": {**ASSERTION_EXAMPLE["response"], "userHandle": "3q2-7wAAQACAAMAD"},
+    "authenticatorAttachment": "platform",
+}
+
+
 class AuthenticationCredential(PublicKeyCredential):
     """AuthenticationResponseJSON: what `credential.toJSON()` gives after `get()`."""
 
     model_config = ConfigDict(json_schema_extra={"examples": [ASSERTION_EXAMPLE]})
 
     response: AssertionResponse
+
+
+# Ten codes, as every answer that issues backup codes shows them (also used by factors.schemas,
+# which imports this module).
+BACKUP_CODES_EXAMPLE: list[JsonValue] = [
+    "7k3qz-9wm2x",
+    "h4c8r-2vt6n",
+    "q0d5m-8bx3k",
+    "w2n7f-5pj9a",
+    "t6y1e-3hs4c",
+    "b9k2v-7rz0m",
+    "f3x8q-1wn5d",
+    "m5a0j-6ct2y",
+    "r8e4s-9kb7h",
+    "z1p6w-4dq3t",
+]
 
 
 # --- our own bodies --------------------------------------------------------------------------
@@ -211,30 +274,31 @@ class RegistrationOptionsRequest(BaseModel):
 
 
 class RegistrationRequest(BaseModel):
+    model_config = ConfigDict(
+        json_schema_extra={"examples": [{"credential": REGISTRATION_EXAMPLE, "name": "YubiKey 5C"}]}
+    )
+
     credential: RegistrationCredential
     name: str = Field(min_length=1, max_length=64, description="Shown in the credential list.")
+
+
+CREDENTIAL_EXAMPLE: dict[str, Any] = {
+    "id": "0b8c6a2e-5d7f-4a35-9a3e-2f1c4d5e6f70",
+    "name": "YubiKey 5C",
+    "created_at": "2026-11-29T10:00:00Z",
+    "last_used_at": "2026-11-30T08:12:40Z",  # null until first used
+    "passkey": False,
+    "device_bound": True,
+    "backed_up": False,
+    "transports": ["usb", "nfc"],
+    "aaguid": "00000000-0000-0000-0000-000000000000",
+}
 
 
 class CredentialOut(BaseModel):
     """WebAuthnCredential."""
 
-    model_config = ConfigDict(
-        json_schema_extra={
-            "examples": [
-                {
-                    "id": "0b8c6a2e-5d7f-4a35-9a3e-2f1c4d5e6f70",
-                    "name": "YubiKey 5C",
-                    "created_at": "2026-11-29T10:00:00Z",
-                    "last_used_at": None,
-                    "passkey": False,
-                    "device_bound": True,
-                    "backed_up": False,
-                    "transports": ["usb", "nfc"],
-                    "aaguid": "00000000-0000-0000-0000-000000000000",
-                }
-            ]
-        }
-    )
+    model_config = ConfigDict(json_schema_extra={"examples": [CREDENTIAL_EXAMPLE]})
 
     id: str
     name: str
@@ -248,6 +312,18 @@ class CredentialOut(BaseModel):
 
 
 class Registered(BaseModel):
+    model_config = ConfigDict(
+        json_schema_extra={
+            "examples": [
+                {
+                    "credential": CREDENTIAL_EXAMPLE,
+                    "backup_codes": BACKUP_CODES_EXAMPLE,
+                },
+                {"credential": CREDENTIAL_EXAMPLE, "backup_codes": []},
+            ]
+        }
+    )
+
     credential: CredentialOut
     backup_codes: list[str] = Field(
         description="10 codes when this registration turned MFA on (shown once), else []."
@@ -255,12 +331,18 @@ class Registered(BaseModel):
 
 
 class CredentialList(BaseModel):
+    model_config = ConfigDict(json_schema_extra={"examples": [{"items": [CREDENTIAL_EXAMPLE]}]})
+
     items: list[CredentialOut]
 
 
 class Rename(BaseModel):
+    model_config = ConfigDict(json_schema_extra={"examples": [{"name": "Backup YubiKey"}]})
+
     name: str = Field(min_length=1, max_length=64)
 
 
 class PasskeyLogin(BaseModel):
+    model_config = ConfigDict(json_schema_extra={"examples": [{"credential": PASSKEY_EXAMPLE}]})
+
     credential: AuthenticationCredential
