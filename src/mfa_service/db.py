@@ -224,13 +224,6 @@ async def get_session(request: Request) -> AsyncIterator[AsyncSession]:
         yield session
 
 
-async def get_statement_session(request: Request) -> AsyncIterator[AsyncSession]:
-    """The session of a `statements_autocommit` route, whatever its endpoint says (for a
-    route that does not share the session with the access-token check)."""
-    async with _request_session(request.app.state.services.statement_sessionmaker) as session:
-        yield session
-
-
 STATEMENTS_AUTOCOMMIT = "mfa_statements_autocommit"
 Endpoint = TypeVar("Endpoint", bound=Callable[..., Any])
 
@@ -292,4 +285,3 @@ def create_statement_sessionmaker(engine: AsyncEngine) -> async_sessionmaker[Asy
 # scope="function": commit before the response is sent, so a client never sees a success
 # that was not stored.
 SessionDep = Annotated[AsyncSession, Depends(get_session, scope="function")]
-StatementSessionDep = Annotated[AsyncSession, Depends(get_statement_session, scope="function")]

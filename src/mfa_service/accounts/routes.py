@@ -15,7 +15,7 @@ from mfa_service.accounts.schemas import (
     UserOut,
 )
 from mfa_service.challenges.schemas import ChallengeResponse
-from mfa_service.db import SessionDep
+from mfa_service.db import SessionDep, statements_autocommit
 from mfa_service.errors import (
     EmailTaken,
     InvalidCode,
@@ -157,6 +157,7 @@ async def change_password(
     summary="The caller's account",
     responses=responses(InvalidToken, ServiceUnavailable),
 )
+@statements_autocommit
 async def me(claims: CurrentClaims, db: SessionDep) -> MeOut:
     """The account the access token was issued to."""
     user = await service.current_user(db, claims)

@@ -6,7 +6,7 @@ from fastapi import APIRouter, Query
 
 from mfa_service.audit import service
 from mfa_service.audit.schemas import EventOut, EventPage
-from mfa_service.db import SessionDep
+from mfa_service.db import SessionDep, statements_autocommit
 from mfa_service.errors import (
     InvalidCursor,
     InvalidToken,
@@ -26,6 +26,7 @@ router = APIRouter(tags=["accounts"])
     summary="The caller's security events, newest first",
     responses=responses(InvalidToken, InvalidCursor, RequestValidationFailed, ServiceUnavailable),
 )
+@statements_autocommit
 async def my_events(
     claims: CurrentClaims,
     db: SessionDep,

@@ -7,7 +7,7 @@ from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
 from mfa_service.challenges import service
 from mfa_service.challenges.schemas import ChallengeAnswer
-from mfa_service.db import StatementSessionDep
+from mfa_service.db import SessionDep, statements_autocommit
 from mfa_service.errors import (
     ChallengeExpired,
     InvalidCode,
@@ -42,9 +42,10 @@ challenge_bearer = HTTPBearer(
     # alternative, no scheme (the body field) the other.
     openapi_extra={"security": [{}]},
 )
+@statements_autocommit
 async def answer_challenge(
     body: ChallengeAnswer,
-    db: StatementSessionDep,
+    db: SessionDep,
     svc: ServicesDep,
     client: ClientDep,
     credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(challenge_bearer)],

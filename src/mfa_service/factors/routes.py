@@ -2,7 +2,7 @@ from __future__ import annotations
 
 from fastapi import APIRouter, Response, status
 
-from mfa_service.db import SessionDep
+from mfa_service.db import SessionDep, statements_autocommit
 from mfa_service.errors import (
     InsufficientUserAuthentication,
     InvalidCode,
@@ -50,6 +50,7 @@ SVG = {"content": {"image/svg+xml": {"schema": {"type": "string"}}}}
     summary="Second-factor state",
     responses=responses(InvalidToken, ServiceUnavailable),
 )
+@statements_autocommit
 async def mfa_state(claims: CurrentClaims, db: SessionDep) -> MfaState:
     """Whether MFA is on, the TOTP enrolment (active, or pending confirmation), how many
     backup codes are left (0 until a second factor is enrolled) and how many security keys

@@ -6,7 +6,7 @@ from urllib.parse import unquote_plus
 from fastapi import APIRouter, Depends, Form, Response
 from fastapi.security import HTTPBasic, HTTPBasicCredentials
 
-from mfa_service.db import SessionDep
+from mfa_service.db import SessionDep, statements_autocommit
 from mfa_service.errors import (
     InvalidClient,
     InvalidRequest,
@@ -70,6 +70,7 @@ FORM = "application/x-www-form-urlencoded"
         },
     },
 )
+@statements_autocommit
 async def introspect(
     db: SessionDep,
     svc: ServicesDep,

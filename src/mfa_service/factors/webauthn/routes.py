@@ -4,7 +4,7 @@ import uuid
 
 from fastapi import APIRouter, Response, status
 
-from mfa_service.db import SessionDep
+from mfa_service.db import SessionDep, statements_autocommit
 from mfa_service.errors import (
     InsufficientUserAuthentication,
     InvalidToken,
@@ -104,6 +104,7 @@ async def register(
     summary="The caller's security keys and passkeys",
     responses=responses(InvalidToken, ServiceUnavailable),
 )
+@statements_autocommit
 async def credentials(claims: CurrentClaims, db: SessionDep) -> CredentialList:
     """Every registered credential with its name, kind (`passkey`, `device_bound`,
     `backed_up`) and when it was registered and last used."""
