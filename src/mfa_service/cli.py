@@ -1,53 +1,169 @@
-"""`mfa-service`: serve the API, migrate the database, manage signing keys."""
+"""mfa-service: serve the API, migrate the database, manage signing keys."""
 
 from __future__ import annotations
 
 import argparse
 import asyncio
 import logging
+import socket
 import sys
+import threading
 from collections.abc import Sequence
 
+import redis.exceptions
+import sqlalchemy.exc
 import uvicorn
 from pydantic import ValidationError
+from uvicorn.config import LOG_LEVELS
 
 from mfa_service import migrations
-from mfa_service.app import prepare_storage
+from mfa_service.app import VERSION, prepare_storage
 from mfa_service.clock import SystemClock, now
 from mfa_service.config import Settings
 from mfa_service.db import create_engine, create_sessionmaker
 from mfa_service.secretbox import DataKeyError, generate_data_key, load_secret_box
 from mfa_service.tokens import keys
 
+# A server that does not answer: said in one line, not a traceback.
+UNREACHABLE: tuple[type[Exception], ...] = (
+    ConnectionError,
+    TimeoutError,
+    socket.gaierror,  # a host name that does not resolve
+    redis.exceptions.ConnectionError,
+    redis.exceptions.TimeoutError,
+)
 
-def main(argv: Sequence[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="mfa-service", description=__doc__)
-    commands = parser.add_subparsers(dest="command", required=True)
 
-    serve = commands.add_parser("serve", help="run the HTTP API with uvicorn")
-    serve.add_argument("--host", default="127.0.0.1")
-    serve.add_argument("--port", type=int, default=8000)
-    serve.add_argument("--workers", type=int, default=1)
-    serve.add_argument("--log-level", default="info")
+EPILOG = (
+    "Settings come from MFA_* environment variables (README: Configuration); with none set "
+    "it runs the embedded default: SQLite and generated keys in ./data, Redis emulated "
+    "in-process."
+)
 
-    db = commands.add_parser("db", help="database schema")
-    db_commands = db.add_subparsers(dest="db_command", required=True)
-    db_commands.add_parser("upgrade", help="apply every Alembic migration (to head)")
 
-    key = commands.add_parser("keys", help="signing and data keys")
-    key_commands = key.add_subparsers(dest="keys_command", required=True)
-    key_commands.add_parser("list", help="the signing keys and their state")
-    key_commands.add_parser("rotate", help="make a new signing key active")
+def _formatter(prog: str) -> argparse.HelpFormatter:
+    # Every option's default in its help line.
+    return argparse.ArgumentDefaultsHelpFormatter(prog, max_help_position=32)
+
+
+def _port(text: str) -> int:
+    port = int(text)  # a ValueError is argparse's "invalid _port value"
+    if not 0 <= port <= 65535:
+        raise argparse.ArgumentTypeError(f"{port} is not a TCP port (0-65535)")
+    return port
+
+
+def _positive(text: str) -> int:
+    number = int(text)
+    if number < 1:
+        raise argparse.ArgumentTypeError(f"{number} is not at least 1")
+    return number
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="mfa-service", description=__doc__, epilog=EPILOG, formatter_class=_formatter
+    )
+    parser.add_argument("--version", action="version", version=f"%(prog)s {VERSION}")
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    serve = commands.add_parser(
+        "serve",
+        help="run the HTTP API with uvicorn",
+        description="Run the HTTP API with uvicorn. On SQLite the schema is migrated first; "
+        "on PostgreSQL a schema that is not at head is refused (run `db upgrade`).",
+        formatter_class=_formatter,
+    )
+    serve.add_argument("--host", default="127.0.0.1", help="address to listen on")
+    serve.add_argument("--port", type=_port, default=8000, help="TCP port to listen on")
+    serve.add_argument(
+        "--workers",
+        type=_positive,
+        default=1,
+        help="worker processes; more than 1 needs MFA_REDIS_URL and a PostgreSQL MFA_DATABASE_URL",
+    )
+    serve.add_argument(
+        "--log-level",
+        default="info",
+        choices=LOG_LEVELS,
+        help="log level of uvicorn and the service",
+    )
+
+    db = commands.add_parser(
+        "db", help="database schema", description="Database schema.", formatter_class=_formatter
+    )
+    db_commands = db.add_subparsers(dest="db_command", required=True, metavar="ACTION")
+    db_commands.add_parser(
+        "upgrade",
+        help="apply every Alembic migration (to head)",
+        description="Apply every Alembic migration to MFA_DATABASE_URL (to head).",
+        formatter_class=_formatter,
+    )
+
+    key = commands.add_parser(
+        "keys",
+        help="signing and data keys",
+        description="Signing keys (in the database) and the data key.",
+        formatter_class=_formatter,
+    )
+    key_commands = key.add_subparsers(dest="keys_command", required=True, metavar="ACTION")
+    key_commands.add_parser(
+        "list",
+        help="the signing keys and their state",
+        description="The signing keys and their state: active, retired but still published, "
+        "retired, revoked.",
+        formatter_class=_formatter,
+    )
+    key_commands.add_parser(
+        "rotate",
+        help="make a new signing key active",
+        description="Make a new signing key (of MFA_JWT_ALGORITHM) active; the old one stays "
+        "published until every token it signed has expired.",
+        formatter_class=_formatter,
+    )
+    revoke_help = (
+        "emergency: unpublish a signing key and refuse its tokens (within 10 s); "
+        "a new key signs at once if it was the active one"
+    )
     revoke = key_commands.add_parser(
         "revoke",
-        help="emergency: unpublish a signing key and refuse its tokens (within 10 s); "
-        "a new key signs at once if it was the active one",
+        help=revoke_help,
+        description=revoke_help[0].upper() + revoke_help[1:] + ". An unknown KID exits 1.",
+        formatter_class=_formatter,
     )
-    revoke.add_argument("kid", help="the key's id, as `keys list` shows it")
-    key_commands.add_parser("generate-data-key", help="print a new value for MFA_DATA_KEY")
+    revoke.add_argument(
+        "kid",
+        metavar="KID",
+        help="the key's id, as `keys list` shows it (`-- KID` if it begins with -)",
+    )
+    key_commands.add_parser(
+        "generate-data-key",
+        help="print a new value for MFA_DATA_KEY",
+        description="Print a new value for MFA_DATA_KEY (url-safe base64 of 32 random bytes).",
+        formatter_class=_formatter,
+    )
+    return parser
 
-    args = parser.parse_args(argv)
-    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+
+def _quiet_aiosqlite_teardown(args: threading.ExceptHookArgs) -> None:
+    """aiosqlite, when a connection cannot be opened, queues the close without awaiting it;
+    its thread then answers a loop that `asyncio.run` has closed meanwhile, and the traceback
+    would follow our one-line message. Only that is silenced."""
+    if (
+        args.exc_type is RuntimeError
+        and str(args.exc_value) == "Event loop is closed"
+        and args.thread is not None
+        and "_connection_worker_thread" in args.thread.name
+    ):
+        return
+    threading.__excepthook__(args)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    threading.excepthook = _quiet_aiosqlite_teardown
+    level = LOG_LEVELS[getattr(args, "log_level", "info")]
+    logging.basicConfig(level=level, format="%(levelname)s %(name)s: %(message)s")
     if args.command == "keys" and args.keys_command == "generate-data-key":
         print(generate_data_key())
         return 0
@@ -75,6 +191,26 @@ def main(argv: Sequence[str] | None = None) -> int:
     except (DataKeyError, keys.SigningKeyMissing, migrations.SchemaOutdated) as exc:
         print(f"mfa-service: {exc}", file=sys.stderr)
         return 2
+    # What the user can fix (a URL, a server that is down, a path), in one line each. Never
+    # the exception's whole text: SQLAlchemy's repeats statements and their parameters.
+    except UNREACHABLE as exc:
+        print(
+            f"mfa-service: the database or Redis is unreachable ({type(exc).__name__}): check "
+            "MFA_DATABASE_URL and MFA_REDIS_URL, and that the servers run",
+            file=sys.stderr,
+        )
+        return 1
+    except sqlalchemy.exc.DBAPIError as exc:
+        # The driver's own message: `database "x" does not exist`, `unable to open database
+        # file`, `password authentication failed for user "x"` (never the password).
+        reason = str(exc.orig).strip().splitlines()[0][:200] if str(exc.orig).strip() else ""
+        print(f"mfa-service: database error: {reason}; check MFA_DATABASE_URL", file=sys.stderr)
+        return 1
+    except OSError as exc:  # the data dir or a file in it
+        print(f"mfa-service: {exc.strerror or type(exc).__name__}: {exc.filename}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        return 130
 
 
 def _serve(settings: Settings, host: str, port: int, workers: int, log_level: str) -> int:
