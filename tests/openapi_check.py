@@ -50,6 +50,8 @@ def errors(
         found.append(f"{at}: {value!r} is not {schema['const']!r}")
     if "enum" in schema and value not in schema["enum"]:
         found.append(f"{at}: {value!r} is not one of {schema['enum']}")
+    if "not" in schema and not errors(document, schema["not"], value, at):
+        found.append(f"{at}: {value!r} matches what it must not")
     for sub in schema.get("allOf", []):
         found += errors(document, sub, value, at)
     if "anyOf" in schema and all(errors(document, s, value, at) for s in schema["anyOf"]):

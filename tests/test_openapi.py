@@ -186,7 +186,11 @@ async def test_descriptions_tags_and_examples(document: dict[str, Any]) -> None:
                 union = schema.get("oneOf", schema.get("anyOf", []))
                 variants = [resolve(document, v) for v in union if v.get("type") != "null"]
                 variants = variants or [schema]
-                has_examples = "examples" in content or all("examples" in v for v in variants)
+                has_examples = (
+                    "examples" in content
+                    or "examples" in schema
+                    or all("examples" in v for v in variants)
+                )
                 if path not in ("/healthz", "/readyz"):
                     assert has_examples, f"{method} {path} {media_type}: no example"
 
@@ -195,6 +199,19 @@ async def test_examples_match_their_schemas(document: dict[str, Any]) -> None:
     for name, schema in document["components"]["schemas"].items():
         for example in schema.get("examples", []):
             assert not errors(document, schema, example), (name, errors(document, schema, example))
+
+
+async def test_exactly_one_factor_is_documented_as_the_service_checks_it(
+    client: httpx.AsyncClient, document: dict[str, Any]
+) -> None:
+    schema = {"$ref": "#/components/schemas/FactorProof"}
+    assert not errors(document, schema, {"code": "123456", "backup_code": None})
+    _, tokens = await registered_login(client)
+    for body in ({}, {"code": None}, {"code": "123456", "backup_code": "7k3qz-9wm2x"}):
+        assert errors(document, schema, body), body
+        r = await client.post("/mfa/step-up", json=body, headers=bearer(tokens["access_token"]))
+        assert r.status_code == 422, body
+        assert_matches(document, r, "/mfa/step-up", "post")
 
 
 async def test_swagger_ui_keeps_authorization(client: httpx.AsyncClient) -> None:

@@ -1,8 +1,10 @@
 from __future__ import annotations
 
-from typing import Literal
+from typing import ClassVar, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import BaseModel, ConfigDict, Field, GetJsonSchemaHandler, model_validator
+from pydantic.json_schema import JsonSchemaValue
+from pydantic_core import CoreSchema
 
 from mfa_service.factors.webauthn.schemas import BACKUP_CODES_EXAMPLE, AuthenticationCredential
 
@@ -10,13 +12,32 @@ CODE_DESCRIPTION = "A current 6-digit code from the authenticator app (spaces ar
 BACKUP_DESCRIPTION = "One of the backup codes, e.g. `7k3qz-9wm2x` (case and hyphens ignored)."
 
 
-class FactorProof(BaseModel):
+class _OneOf(BaseModel):
+    """A body that takes exactly one of `alternatives` (given and not null), as its validator
+    insists: said in the JSON schema too, so a client or a fuzzer knows."""
+
+    alternatives: ClassVar[tuple[str, ...]]
+
+    @classmethod
+    def __get_pydantic_json_schema__(
+        cls, core_schema: CoreSchema, handler: GetJsonSchemaHandler
+    ) -> JsonSchemaValue:
+        schema = handler(core_schema)
+        handler.resolve_ref_schema(schema)["oneOf"] = [
+            {"type": "object", "required": [name], "properties": {name: {"not": {"type": "null"}}}}
+            for name in cls.alternatives
+        ]
+        return schema
+
+
+class FactorProof(_OneOf):
     """Exactly one of `code` (TOTP), `backup_code` or `webauthn` (a security key's assertion
     for the request options this challenge or session was given)."""
 
     model_config = ConfigDict(
         json_schema_extra={"examples": [{"code": "123456"}, {"backup_code": "7k3qz-9wm2x"}]}
     )
+    alternatives = ("code", "backup_code", "webauthn")
 
     code: str | None = Field(default=None, description=CODE_DESCRIPTION)
     backup_code: str | None = Field(default=None, description=BACKUP_DESCRIPTION)
@@ -35,12 +56,13 @@ class FactorProof(BaseModel):
         return self
 
 
-class PresenceProof(BaseModel):
+class PresenceProof(_OneOf):
     """Exactly one of `code` (a current TOTP code) or `webauthn` (a security key's assertion
     for the options of POST /mfa/step-up/options). Not a backup code: it proves presence of
     the authenticator that new backup codes stand in for."""
 
     model_config = ConfigDict(json_schema_extra={"examples": [{"code": "123456"}]})
+    alternatives = ("code", "webauthn")
 
     code: str | None = Field(default=None, description=CODE_DESCRIPTION)
     webauthn: AuthenticationCredential | None = None
