@@ -173,8 +173,7 @@ async def test_descriptions_tags_and_examples(document: dict[str, Any]) -> None:
     for path, method, operation in operations(document):
         assert set(operation["tags"]) <= set(tags), f"{method} {path}"
         assert len(operation["tags"]) == 1, f"{method} {path}"
-        if path not in ("/healthz", "/readyz"):  # health.py is not part of this change
-            assert operation.get("description"), f"{method} {path} has no description"
+        assert operation.get("description"), f"{method} {path} has no description"
         bodies = [operation.get("requestBody", {})] + [
             r for s, r in operation["responses"].items() if s.startswith("2")
         ]
@@ -191,8 +190,7 @@ async def test_descriptions_tags_and_examples(document: dict[str, Any]) -> None:
                     or "examples" in schema
                     or all("examples" in v for v in variants)
                 )
-                if path not in ("/healthz", "/readyz"):
-                    assert has_examples, f"{method} {path} {media_type}: no example"
+                assert has_examples, f"{method} {path} {media_type}: no example"
 
 
 async def test_examples_match_their_schemas(document: dict[str, Any]) -> None:
