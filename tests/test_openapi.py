@@ -282,6 +282,30 @@ async def test_real_errors_match_the_document(
     assert_matches(document, no_challenge, "/mfa/challenge", "post")
 
 
+async def test_an_unparsable_body_is_the_documented_422(
+    client: httpx.AsyncClient, document: dict[str, Any]
+) -> None:
+    # Found by the fuzzer: JSON that is not UTF-8, or a broken multipart form, answered an
+    # undocumented 400 `http_error`; malformed JSON was already a 422.
+    not_utf8 = await client.post(
+        "/auth/login",
+        content=b'{"email": "\xff", "password": "x"}',
+        headers={"Content-Type": "application/json"},
+    )
+    assert not_utf8.status_code == 422
+    assert not_utf8.json()["errors"] == [
+        {"loc": ["body"], "msg": "The body could not be parsed.", "type": "json_invalid"}
+    ]
+    assert_matches(document, not_utf8, "/auth/login", "post")
+    broken_form = await client.post(
+        "/oauth/introspect",
+        content=b"--x\r\nnot a part",
+        headers={"Content-Type": "multipart/form-data; boundary=x"},
+    )
+    assert broken_form.status_code in {401, 422}, broken_form.text  # never a 400 nor a 5xx
+    assert_matches(document, broken_form, "/oauth/introspect", "post")
+
+
 async def test_real_answers_match_the_document(
     client: httpx.AsyncClient, document: dict[str, Any]
 ) -> None:

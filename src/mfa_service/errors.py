@@ -532,8 +532,22 @@ def install_handlers(app: FastAPI) -> None:
         )
         return _render(err.status, err.problem())
 
-    async def http_error(_: Request, exc: Exception) -> JSONResponse:
+    async def http_error(request: Request, exc: Exception) -> JSONResponse:
         assert isinstance(exc, StarletteHTTPException)
+        if exc.status_code == 400:
+            # The framework's only 400: a body it could not parse (JSON that is not UTF-8, a
+            # broken multipart form). A malformed body is a 422, like malformed JSON.
+            json_body = "json" in request.headers.get("content-type", "")
+            err = RequestValidationFailed(
+                [
+                    {
+                        "loc": ["body"],
+                        "msg": "The body could not be parsed.",
+                        "type": "json_invalid" if json_body else "body_invalid",
+                    }
+                ]
+            )
+            return _render(err.status, err.problem())
         code = {404: "not_found", 405: "method_not_allowed"}.get(exc.status_code, "http_error")
         title = str(exc.detail) if isinstance(exc.detail, str) else "Error"
         return _render(
