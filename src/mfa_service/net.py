@@ -157,7 +157,9 @@ async def get_client(request: Request) -> Client:
             settings.proxy_header, request.headers.getlist(settings.proxy_header)
         )
     ip = client_ip(peer, hops, settings.trusted_proxies)
-    return Client(ip=ip, user_agent=request.headers.get("user-agent", "")[:300])
+    # Printable only: it is stored as text, and PostgreSQL text cannot hold U+0000.
+    agent = "".join(ch for ch in request.headers.get("user-agent", "")[:300] if ch.isprintable())
+    return Client(ip=ip, user_agent=agent)
 
 
 ClientDep = Annotated[Client, Depends(get_client)]

@@ -160,24 +160,6 @@ def who_for(key: str, body: dict[str, Any] | None) -> Who:
 ATTACHMENTS = ("platform", "cross-platform")
 
 
-def sidestep_known_bugs(body: dict[str, Any] | None, postgres: bool) -> None:
-    """Take out of a generated body what triggers a bug already reproduced in test_found.py
-    (strict xfail there), so the fuzz run stays a guard against new ones. When a bug is fixed
-    its test passes, fails as XPASS, and its line here goes with its xfail mark."""
-    if body is None:
-        return
-    for field in ("credential", "webauthn"):
-        credential = body.get(field)
-        # test_found.py::test_unexpected_authenticator_attachment_is_refused
-        if isinstance(credential, dict):
-            attachment = credential.get("authenticatorAttachment")
-            if isinstance(attachment, str) and attachment not in ATTACHMENTS:
-                credential["authenticatorAttachment"] = "cross-platform"
-    # test_found.py::test_credential_name_with_nul_is_refused_or_stored (PostgreSQL)
-    if postgres and isinstance(body.get("name"), str):
-        body["name"] = body["name"].replace("\x00", "")
-
-
 def bearer(token: str) -> dict[str, str]:
     return {"Authorization": f"Bearer {token}"}
 
@@ -391,7 +373,6 @@ class Fuzzing:
         self.app = app
         self.client = client
         self.clock = clock
-        self.postgres = self.services.settings.effective_database_url.startswith("postgresql")
         self.actors = Actors(client, clock)
         self.session = requests.Session()
         self.session.mount("http://", PortalAdapter(portal, fuzz_client))
@@ -532,7 +513,6 @@ class Fuzzing:
         if headers:
             case.headers = case.headers or {}  # type: ignore[assignment]
             case.headers.update(headers)
-        sidestep_known_bugs(body, self.postgres)
 
     async def _assertion(self, options: dict[str, Any]) -> dict[str, Any]:
         """The key user's passkey answering these request options."""

@@ -15,7 +15,11 @@ from webauthn import (
     verify_registration_response,
 )
 from webauthn.helpers import base64url_to_bytes, bytes_to_base64url
-from webauthn.helpers.exceptions import InvalidAuthenticationResponse, InvalidRegistrationResponse
+from webauthn.helpers.exceptions import (
+    InvalidAuthenticationResponse,
+    InvalidJSONStructure,
+    InvalidRegistrationResponse,
+)
 from webauthn.helpers.structs import (
     AuthenticatorSelectionCriteria,
     AuthenticatorTransport,
@@ -122,7 +126,7 @@ def verify_registration(
             require_user_verification=passkey,
             supported_pub_key_algs=ALGORITHMS,  # type: ignore[arg-type]
         )
-    except (InvalidRegistrationResponse, ValueError, KeyError, TypeError):
+    except (InvalidRegistrationResponse, InvalidJSONStructure, ValueError, KeyError, TypeError):
         return None
 
 
@@ -148,7 +152,8 @@ def verify_assertion(
             credential_current_sign_count=0,  # never refused here: see above
             require_user_verification=user_verification,
         )
-    except (InvalidAuthenticationResponse, ValueError, KeyError, TypeError):
+    except (InvalidAuthenticationResponse, InvalidJSONStructure, ValueError, KeyError, TypeError):
+        # InvalidJSONStructure: e.g. an authenticatorAttachment the spec does not define.
         return None
     return verified.new_sign_count, verified.credential_backed_up
 

@@ -273,13 +273,19 @@ class RegistrationOptionsRequest(BaseModel):
     )
 
 
+# Shown in lists; stored as text (PostgreSQL refuses U+0000): no control characters.
+CredentialName = Annotated[
+    str, StringConstraints(min_length=1, max_length=64, pattern=r"^[^\x00-\x1f\x7f]+$")
+]
+
+
 class RegistrationRequest(BaseModel):
     model_config = ConfigDict(
         json_schema_extra={"examples": [{"credential": REGISTRATION_EXAMPLE, "name": "YubiKey 5C"}]}
     )
 
     credential: RegistrationCredential
-    name: str = Field(min_length=1, max_length=64, description="Shown in the credential list.")
+    name: CredentialName = Field(description="Shown in the credential list.")
 
 
 CREDENTIAL_EXAMPLE: dict[str, Any] = {
@@ -339,7 +345,7 @@ class CredentialList(BaseModel):
 class Rename(BaseModel):
     model_config = ConfigDict(json_schema_extra={"examples": [{"name": "Backup YubiKey"}]})
 
-    name: str = Field(min_length=1, max_length=64)
+    name: CredentialName
 
 
 class PasskeyLogin(BaseModel):
