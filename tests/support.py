@@ -7,6 +7,7 @@ import os
 import shutil
 import socket
 import subprocess
+import sys
 import tempfile
 import time
 import uuid
@@ -305,3 +306,25 @@ async def registered_login(client: httpx.AsyncClient) -> tuple[str, dict[str, An
     email = new_email()
     await register(client, email)
     return email, await login(client, email)
+
+
+def mfa_service_command() -> str:
+    """The installed console script, from the same environment as the tests."""
+    script = Path(sys.executable).with_name("mfa-service")
+    if script.exists():
+        return str(script)
+    found = shutil.which("mfa-service")
+    assert found is not None, "the mfa-service console script is not installed"
+    return found
+
+
+def run_cli(*args: str, **env: str) -> subprocess.CompletedProcess[str]:
+    base = {k: v for k, v in os.environ.items() if not k.startswith("MFA_")}
+    return subprocess.run(
+        [mfa_service_command(), *args],
+        env={**base, **env},
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )

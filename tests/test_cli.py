@@ -3,37 +3,13 @@ and one-line refusals instead of tracebacks."""
 
 from __future__ import annotations
 
-import os
 import re
-import shutil
-import subprocess
-import sys
 from importlib.metadata import version
 from pathlib import Path
 
 import pytest
 
-
-def mfa_service_command() -> str:
-    """The installed console script, from the same environment as the tests."""
-    script = Path(sys.executable).with_name("mfa-service")
-    if script.exists():
-        return str(script)
-    found = shutil.which("mfa-service")
-    assert found is not None, "the mfa-service console script is not installed"
-    return found
-
-
-def run_cli(*args: str, **env: str) -> subprocess.CompletedProcess[str]:
-    base = {k: v for k, v in os.environ.items() if not k.startswith("MFA_")}
-    return subprocess.run(
-        [mfa_service_command(), *args],
-        env={**base, **env},
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
-    )
+from tests.support import run_cli
 
 
 def test_version_is_the_package_version() -> None:

@@ -5,9 +5,7 @@ from __future__ import annotations
 import asyncio
 import ipaddress
 import os
-import shutil
 import subprocess
-import sys
 from pathlib import Path
 from typing import Any
 
@@ -18,7 +16,7 @@ from sqlalchemy.ext.asyncio import create_async_engine
 from mfa_service import migrations
 from mfa_service.config import Settings
 from mfa_service.secretbox import generate_data_key
-from tests.support import Backend, running_app, settings_for
+from tests.support import Backend, run_cli, running_app, settings_for
 
 BAD_KEY = "changeme"
 REDIS_URL = "redis://127.0.0.1:6379/0"  # never contacted by the commands run here
@@ -30,28 +28,6 @@ def clean_environment(monkeypatch: pytest.MonkeyPatch) -> None:
     for name in list(os.environ):
         if name.startswith("MFA_") and not name.startswith("MFA_TEST_"):
             monkeypatch.delenv(name)
-
-
-def mfa_service_command() -> str:
-    """The installed console script, from the same environment as the tests."""
-    script = Path(sys.executable).with_name("mfa-service")
-    if script.exists():
-        return str(script)
-    found = shutil.which("mfa-service")
-    assert found is not None, "the mfa-service console script is not installed"
-    return found
-
-
-def run_cli(*args: str, **env: str) -> subprocess.CompletedProcess[str]:
-    base = {k: v for k, v in os.environ.items() if not k.startswith("MFA_")}
-    return subprocess.run(
-        [mfa_service_command(), *args],
-        env={**base, **env},
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
-    )
 
 
 def sqlite_url(path: Path) -> str:
