@@ -12,10 +12,10 @@ from tests.support import (
     FakeClock,
     bearer,
     registered_login,
+    run_cli,
     running_app,
     settings_for,
 )
-from tests.test_config import run_cli
 
 
 async def published_kids(client: httpx.AsyncClient) -> set[str]:
