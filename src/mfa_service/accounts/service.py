@@ -27,6 +27,7 @@ from mfa_service.factors.schemas import FactorProof
 from mfa_service.net import Client
 from mfa_service.services import Services
 from mfa_service.sessions import service as sessions
+from mfa_service.sessions.repository import session_user
 from mfa_service.sessions.schemas import TokenResponse
 from mfa_service.tokens.access import AccessClaims
 
@@ -123,7 +124,7 @@ async def reauthenticate(
 
 
 async def current_user(db: AsyncSession, claims: AccessClaims) -> User:
-    user = await repository.get(db, claims.sub)
+    user = session_user(db, claims.sub) or await repository.get(db, claims.sub)
     if user is None:
         raise InvalidToken()
     return user

@@ -38,8 +38,8 @@ async def authenticate(db: AsyncSession, svc: Services, token: str) -> AccessCla
     if await svc.redis.exists(svc.rkey("deny", claims.jti)):
         raise InvalidToken()
     # The database decides whether the session lives, so a lost Redis cannot revive a logout.
-    session = await repository.get_live_session(db, claims.sid)
-    if session is None or session.user_id != claims.sub or now(svc.clock) >= session.expires_at:
+    live = await repository.get_live_session_user(db, claims.sid)
+    if live is None or live[0] != claims.sub or now(svc.clock) >= live[1]:
         raise InvalidToken()
     return claims
 
