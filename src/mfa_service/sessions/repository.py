@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import uuid
+from dataclasses import dataclass
 from datetime import datetime
 
 from sqlalchemy import update
@@ -10,6 +11,7 @@ from sqlmodel import col, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 from mfa_service.accounts.models import User
+from mfa_service.base import new_id
 from mfa_service.db import autocommit_driver
 from mfa_service.sessions.models import RefreshToken, Session
 
@@ -129,4 +131,103 @@ async def retire_unused_tokens(db: AsyncSession, session_id: uuid.UUID, at: date
         update(RefreshToken)
         .where(col(RefreshToken.session_id) == session_id, col(RefreshToken.used_at).is_(None))
         .values(used_at=at)
+    )
+
+
+@dataclass(frozen=True)
+class Rotation:
+    """What presenting a refresh token did to the session it belongs to."""
+
+    session_id: uuid.UUID
+    user_id: uuid.UUID
+    auth_time: datetime
+    amr: str
+    expires_at: datetime
+    # Used before, or by a concurrent request: whoever holds the family may be a thief.
+    reused: bool
+    # Marked used, the session touched and the next token stored: the session lives on.
+    rotated: bool
+
+
+# One statement, no transaction (STYLE §18): find the token with its session, and only if it
+# is unused and the session lives (not revoked, current credentials, not past its end or its
+# idle limit) mark it used, touch the session and store the next token. Single use holds
+# under races: READ COMMITTED rechecks `used_at IS NULL` on the row a concurrent rotation
+# committed, so the loser marks nothing and reads as a reuse.
+_ROTATE_SQL = """
+WITH found AS (
+    SELECT t.id AS token_id, t.used_at IS NOT NULL AS used, s.id AS session_id, s.user_id,
+           s.auth_time, s.amr, s.expires_at,
+           s.revoked_at IS NULL AND u.credentials_version = s.credentials_version
+               AND s.expires_at > $2 AND s.last_refreshed_at > $3 AS live
+    FROM refresh_tokens t
+    JOIN sessions s ON s.id = t.session_id
+    JOIN users u ON u.id = s.user_id
+    WHERE t.token_hash = $1
+), marked AS (
+    UPDATE refresh_tokens t SET used_at = $2 FROM found
+    WHERE t.id = found.token_id AND t.used_at IS NULL AND found.live
+    RETURNING t.session_id
+), touched AS (
+    UPDATE sessions s SET last_refreshed_at = $2 FROM marked
+    WHERE s.id = marked.session_id
+    RETURNING s.id
+), issued AS (
+    INSERT INTO refresh_tokens (id, session_id, token_hash, created_at)
+    SELECT $4, id, $5, $2 FROM touched
+    RETURNING id
+)
+SELECT found.*, EXISTS (SELECT 1 FROM issued) AS rotated FROM found
+"""
+
+
+async def rotate_refresh_token(
+    db: AsyncSession,
+    token_hash: str,
+    at: datetime,
+    idle_since: datetime,
+    next_hash: str,
+) -> Rotation | None:
+    """Spend the token whose hash is `token_hash` and store the next one (`next_hash`) in its
+    place, if its session lives at `at` and was refreshed after `idle_since`; None for an
+    unknown token."""
+    next_id = new_id()
+    if (driver := await autocommit_driver(db)) is not None:
+        row = await driver.fetchrow(_ROTATE_SQL, token_hash, at, idle_since, next_id, next_hash)
+        if row is None:
+            return None
+        reused = row["used"] or (row["live"] and not row["rotated"])
+        return Rotation(
+            row["session_id"],
+            row["user_id"],
+            row["auth_time"],
+            row["amr"],
+            row["expires_at"],
+            reused=reused,
+            rotated=row["rotated"],
+        )
+    found = await find_refresh_token(db, token_hash)
+    if found is None:
+        return None
+    token, session, current = found
+    live = (
+        session.revoked_at is None
+        and current
+        and session.expires_at > at
+        and session.last_refreshed_at > idle_since
+    )
+    reused = token.used_at is not None or (live and not await mark_used(db, token.id, at))
+    rotated = live and not reused
+    if rotated:
+        session.last_refreshed_at = at
+        db.add(session)
+        db.add(RefreshToken(id=next_id, session_id=session.id, token_hash=next_hash, created_at=at))
+    return Rotation(
+        session.id,
+        session.user_id,
+        session.auth_time,
+        session.amr,
+        session.expires_at,
+        reused=reused,
+        rotated=rotated,
     )

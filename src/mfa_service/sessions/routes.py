@@ -2,7 +2,7 @@ from __future__ import annotations
 
 from fastapi import APIRouter, Response, status
 
-from mfa_service.db import SessionDep
+from mfa_service.db import SessionDep, statements_autocommit
 from mfa_service.errors import (
     InvalidRefreshToken,
     InvalidToken,
@@ -29,6 +29,7 @@ router = APIRouter(tags=["sessions"])
         InvalidRefreshToken, RequestValidationFailed, RateLimited, ServiceUnavailable
     ),
 )
+@statements_autocommit
 async def refresh(
     body: RefreshRequest, db: SessionDep, svc: ServicesDep, client: ClientDep
 ) -> TokenResponse:

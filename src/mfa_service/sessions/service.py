@@ -85,8 +85,7 @@ async def _issue(
     session_end: datetime,
     *rows_first: Row,
 ) -> TokenResponse:
-    """A new refresh token for the session (written after `rows_first`), and an access token
-    that expires with the session at the latest."""
+    """A new refresh token for the session (written after `rows_first`) and its pair."""
     refresh_token = secrets.token_urlsafe(32)
     refresh_row = {
         "id": new_id(),
@@ -95,6 +94,29 @@ async def _issue(
         "created_at": at,
     }
     await write_staged(db, *rows_first, (REFRESH_TOKENS, refresh_row))
+    return await _token_pair(
+        svc,
+        refresh_token,
+        user_id=user_id,
+        session_id=session_id,
+        auth_time=auth_time,
+        amr=amr,
+        not_after=session_end,
+    )
+
+
+async def _token_pair(
+    svc: Services,
+    refresh_token: str,
+    *,
+    user_id: uuid.UUID,
+    session_id: uuid.UUID,
+    auth_time: datetime,
+    amr: list[str],
+    not_after: datetime,
+) -> TokenResponse:
+    """The refresh token with a new access token that expires with the session at the
+    latest."""
     access_token, claims = mint_access_token(
         await svc.keys.ring(),
         svc.settings,
@@ -103,12 +125,10 @@ async def _issue(
         session_id=session_id,
         auth_time=auth_time,
         amr=amr,
-        not_after=session_end,
+        not_after=not_after,
     )
     return TokenResponse(
-        access_token=access_token,
-        expires_in=claims.exp - claims.iat,
-        refresh_token=refresh_token,
+        access_token=access_token, expires_in=claims.exp - claims.iat, refresh_token=refresh_token
     )
 
 
@@ -118,37 +138,34 @@ async def refresh(
     # Probing with made-up or stolen-and-rotated tokens is counted per client IP.
     attempt = await svc.login_limiter.reserve_ip("refresh", client.ip_bucket)
     at = now(svc.clock)
-    found = await repository.find_refresh_token(db, hash_token(refresh_token))
-    if found is None:
+    next_token = secrets.token_urlsafe(32)
+    rotation = await repository.rotate_refresh_token(
+        db,
+        hash_token(refresh_token),
+        at,
+        idle_since=at - timedelta(seconds=svc.settings.session_idle_timeout),
+        next_hash=hash_token(next_token),
+    )
+    if rotation is None:
         await svc.login_limiter.settle(attempt, ok=False)
         raise InvalidRefreshToken()
-    token, session, current = found
-    if token.used_at is not None or not await repository.mark_used(db, token.id, at):
+    if rotation.reused:
         # A rotated token came back: whoever holds the family may be a thief. End it.
         await svc.login_limiter.settle(attempt, ok=False)
-        await repository.revoke(db, session.id, at, "refresh_reuse")
-        audit.record(db, svc, client, "refresh.reuse_detected", session.user_id)
+        await repository.revoke(db, rotation.session_id, at, "refresh_reuse")
+        audit.record(db, svc, client, "refresh.reuse_detected", rotation.user_id)
         raise InvalidRefreshToken()
     await svc.login_limiter.settle(attempt, ok=True)  # a genuine token: not a guess
-    idle_limit = session.last_refreshed_at + timedelta(seconds=svc.settings.session_idle_timeout)
-    if (
-        session.revoked_at is not None
-        or not current
-        or at >= session.expires_at
-        or at >= idle_limit
-    ):
+    if not rotation.rotated:  # revoked, ended, idle too long, or credentials changed
         raise InvalidRefreshToken()
-    session.last_refreshed_at = at
-    db.add(session)
-    return await _issue(
-        db,
+    return await _token_pair(
         svc,
-        session.id,
-        session.user_id,
-        session.auth_time,
-        session.amr.split(),
-        at,
-        session.expires_at,
+        next_token,
+        user_id=rotation.user_id,
+        session_id=rotation.session_id,
+        auth_time=rotation.auth_time,
+        amr=rotation.amr.split(),
+        not_after=rotation.expires_at,
     )
 
 
