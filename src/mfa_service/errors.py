@@ -10,6 +10,7 @@ import logging
 from collections.abc import Mapping
 from typing import Any, ClassVar
 
+import asyncpg.exceptions
 import redis.exceptions
 import sqlalchemy.exc
 from fastapi import FastAPI, Request
@@ -502,6 +503,10 @@ BACKEND_DOWN: tuple[type[Exception], ...] = (
     sqlalchemy.exc.InterfaceError,
     sqlalchemy.exc.DisconnectionError,
     sqlalchemy.exc.TimeoutError,  # no pooled connection came free in time: overloaded
+    # From the raw driver (the hot paths' statements): the connection broke, or the server
+    # ended it (shutdown, pg_terminate_backend, a cancelled statement).
+    asyncpg.exceptions.PostgresConnectionError,
+    asyncpg.exceptions.OperatorInterventionError,
     ConnectionError,
     TimeoutError,
     OSError,
@@ -554,6 +559,14 @@ def install_handlers(app: FastAPI) -> None:
             exc.status_code, problem_body(exc.status_code, code, title, title), exc.headers
         )
 
+    async def database_error(request: Request, exc: Exception) -> JSONResponse:
+        # SQLAlchemy reports a connection the server ended mid-statement as a plain DBAPIError
+        # (asyncpg's error has no more specific class there), marked as a disconnect.
+        assert isinstance(exc, sqlalchemy.exc.DBAPIError)
+        if exc.connection_invalidated:
+            return await backend_down(request, exc)
+        return await unexpected(request, exc)
+
     async def unexpected(request: Request, exc: Exception) -> JSONResponse:
         # The engine hides SQL parameters, and our own messages never hold secrets.
         logger.error("unhandled error on %s %s", request.method, request.url.path, exc_info=exc)
@@ -563,6 +576,7 @@ def install_handlers(app: FastAPI) -> None:
     app.add_exception_handler(ServiceError, service_error)
     for exc_type in BACKEND_DOWN:
         app.add_exception_handler(exc_type, backend_down)
+    app.add_exception_handler(sqlalchemy.exc.DBAPIError, database_error)
     app.add_exception_handler(RequestValidationError, validation_error)
     app.add_exception_handler(StarletteHTTPException, http_error)
     app.add_exception_handler(Exception, unexpected)
