@@ -326,6 +326,12 @@ async def test_redis_outage_fails_closed_and_recovers(backend: Backend) -> None:
                 ("GET", "/readyz", {}),
             ]:
                 assert_unavailable(await send(client, method, url, **kwargs))
+            for _ in range(5):
+                for method, url, kwargs in [
+                    ("POST", "/auth/login", {"json": {"email": plain, "password": PASSWORD}}),
+                    ("POST", "/auth/refresh", {"json": {"refresh_token": "made-up"}}),
+                ]:
+                    assert_unavailable(await send(client, method, url, **kwargs))
             assert (await send(client, "GET", "/healthz")).status_code == 200
 
             server.start()  # same port, empty: the challenge is gone, the database is not
@@ -432,8 +438,10 @@ async def test_database_outage_fails_closed_and_recovers(
     via_proxy = real.set(host="127.0.0.1", port=proxy.port).render_as_string(hide_password=False)
     backend = Backend("postgresql", via_proxy, redis_url, tmp_path, generate_data_key())
     clock = FakeClock()
+    # Requests refused for the outage are no guesses: they must not spend the per-IP limits.
+    settings = settings_for(backend, login_ip_max_failures=3)
     try:
-        async with running_app(settings_for(backend), clock) as client:
+        async with running_app(settings, clock) as client:
             plain = new_email()
             await register(client, plain)
             access = (await login(client, plain))["access_token"]
@@ -451,6 +459,12 @@ async def test_database_outage_fails_closed_and_recovers(
                 ("GET", "/readyz", {}),
             ]:
                 assert_unavailable(await send(client, method, url, **kwargs))
+            for _ in range(5):
+                for method, url, kwargs in [
+                    ("POST", "/auth/login", {"json": {"email": plain, "password": PASSWORD}}),
+                    ("POST", "/auth/refresh", {"json": {"refresh_token": "made-up"}}),
+                ]:
+                    assert_unavailable(await send(client, method, url, **kwargs))
             assert (await send(client, "GET", "/healthz")).status_code == 200
 
             await proxy.start()

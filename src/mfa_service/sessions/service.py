@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import secrets
 import uuid
@@ -139,13 +140,20 @@ async def refresh(
     attempt = await svc.login_limiter.reserve_ip("refresh", client.ip_bucket)
     at = now(svc.clock)
     next_token = secrets.token_urlsafe(32)
-    rotation = await repository.rotate_refresh_token(
-        db,
-        hash_token(refresh_token),
-        at,
-        idle_since=at - timedelta(seconds=svc.settings.session_idle_timeout),
-        next_hash=hash_token(next_token),
-    )
+    try:
+        rotation = await repository.rotate_refresh_token(
+            db,
+            hash_token(refresh_token),
+            at,
+            idle_since=at - timedelta(seconds=svc.settings.session_idle_timeout),
+            next_hash=hash_token(next_token),
+        )
+    except BaseException:
+        # Nothing was judged (the database failed): not a guess. Kept, an outage's refused
+        # refreshes would lock every client behind the IP out once it is over.
+        with contextlib.suppress(Exception):
+            await svc.login_limiter.release(attempt)
+        raise
     if rotation is None:
         await svc.login_limiter.settle(attempt, ok=False)
         raise InvalidRefreshToken()
