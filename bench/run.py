@@ -660,6 +660,10 @@ def run_all(opts: Options) -> dict[str, Any]:
         results["environment"] = report.environment(opts.admin_dsn, bench.redis)
         for backend in opts.backends:
             for workers in opts.workers:
+                if backend == "sqlite" and workers > 1:
+                    # `mfa-service serve` refuses it: SQLite is the one-process default.
+                    log(f"sqlite with {workers} workers: not a supported setup, skipped")
+                    continue
                 results["configs"].append(bench.run_config_safely(backend, workers))
     except KeyboardInterrupt:
         log("interrupted: cleaning up; the results so far are written")
