@@ -10,7 +10,6 @@ import logging
 from collections.abc import Mapping
 from typing import Any, ClassVar
 
-import redis.exceptions
 import sqlalchemy.exc
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
@@ -18,6 +17,8 @@ from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ConfigDict, Field, JsonValue
 from pydantic.json_schema import models_json_schema
 from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from mfa_service.redis_client import UNAVAILABLE as REDIS_UNAVAILABLE
 
 logger = logging.getLogger(__name__)
 
@@ -496,8 +497,7 @@ def _render(
 
 # Exceptions that mean "a backing server is unreachable": refuse, never fail open.
 BACKEND_DOWN: tuple[type[Exception], ...] = (
-    redis.exceptions.ConnectionError,
-    redis.exceptions.TimeoutError,
+    *REDIS_UNAVAILABLE,
     sqlalchemy.exc.OperationalError,
     sqlalchemy.exc.InterfaceError,
     sqlalchemy.exc.DisconnectionError,

@@ -6,7 +6,6 @@ from dataclasses import dataclass
 from typing import Annotated
 
 from fastapi import Depends, Request
-from redis.asyncio import Redis
 from sqlalchemy.ext.asyncio import AsyncEngine, async_sessionmaker
 from sqlmodel.ext.asyncio.session import AsyncSession
 
@@ -15,6 +14,7 @@ from mfa_service.clock import Clock
 from mfa_service.config import Settings
 from mfa_service.factors.throttle import FactorThrottle
 from mfa_service.limits.login import LoginLimiter
+from mfa_service.redis_client import RedisClient
 from mfa_service.secretbox import SecretBox
 from mfa_service.tokens.keys import KeyStore
 
@@ -26,7 +26,7 @@ class Services:
     engine: AsyncEngine
     sessionmaker: async_sessionmaker[AsyncSession]
     statement_sessionmaker: async_sessionmaker[AsyncSession]  # db.get_statement_session
-    redis: Redis
+    redis: RedisClient
     box: SecretBox
     keys: KeyStore
     hasher: PasswordHasher

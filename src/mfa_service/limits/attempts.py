@@ -28,12 +28,12 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from redis.asyncio import Redis
 from redis.commands.core import AsyncScript
 from redis.exceptions import NoScriptError
 
 from mfa_service.clock import Clock
 from mfa_service.errors import RateLimited
+from mfa_service.redis_client import RedisClient
 
 LIB = """
 -- state(key): n, p, w, l, as numbers (0 for a missing key or field)
@@ -155,7 +155,7 @@ def retry_after(wait_ms: int) -> int:
 class Scripts:
     """Lua scripts run by EVALSHA, reloaded after a Redis restart (NOSCRIPT)."""
 
-    def __init__(self, redis: Redis) -> None:
+    def __init__(self, redis: RedisClient) -> None:
         self.redis = redis
         self._scripts: dict[str, AsyncScript] = {}
 
@@ -191,7 +191,7 @@ class Scripts:
 class AttemptLimiter:
     """reserve → judge → settle over one or more counters, as one atomic step each."""
 
-    def __init__(self, redis: Redis, clock: Clock) -> None:
+    def __init__(self, redis: RedisClient, clock: Clock) -> None:
         self.scripts = Scripts(redis)
         self._clock = clock
 
