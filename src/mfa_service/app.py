@@ -131,6 +131,7 @@ def create_app(settings: Settings | None = None, clock: Clock | None = None) -> 
                 sessionmaker=sessionmaker,
                 statement_sessionmaker=create_statement_sessionmaker(engine),
                 redis=redis,
+                scripts=limiter.scripts,
                 box=box,
                 keys=keys,
                 hasher=hasher,

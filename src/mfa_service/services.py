@@ -13,6 +13,7 @@ from mfa_service.accounts.passwords import PasswordHasher
 from mfa_service.clock import Clock
 from mfa_service.config import Settings
 from mfa_service.factors.throttle import FactorThrottle
+from mfa_service.limits.attempts import Scripts
 from mfa_service.limits.login import LoginLimiter
 from mfa_service.redis_client import RedisClient
 from mfa_service.secretbox import SecretBox
@@ -27,6 +28,7 @@ class Services:
     sessionmaker: async_sessionmaker[AsyncSession]
     statement_sessionmaker: async_sessionmaker[AsyncSession]  # db.get_statement_session
     redis: RedisClient
+    scripts: Scripts  # the Lua scripts of every Redis step, on `redis`
     box: SecretBox
     keys: KeyStore
     hasher: PasswordHasher
