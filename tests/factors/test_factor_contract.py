@@ -19,8 +19,6 @@ from tests.support import FakeClock, login, mfa_user, totp_code
 from tests.webauthn.authenticator import tamper_signature
 from tests.webauthn.flows import key_user
 
-pytestmark = pytest.mark.redis_cluster
-
 Proof = dict[str, Any]
 Login = dict[str, Any]  # the ChallengeResponse a proof answers
 
