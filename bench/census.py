@@ -45,6 +45,7 @@ SCRIPTS = [
     ("mfa_service.limits.attempts", "RESERVE", "limits.reserve"),
     ("mfa_service.limits.attempts", "SETTLE", "limits.settle"),
     ("mfa_service.challenges.store", "CREATE", "challenge.create"),
+    ("mfa_service.challenges.store", "REVOKE", "challenge.revoke"),
 ]
 
 # (PostgreSQL proxy port or None, Redis proxy port) → a started service using them.

@@ -6,6 +6,7 @@ import httpx
 import pytest
 
 from mfa_service.secretbox import generate_data_key
+from tests import redis_cluster
 from tests.support import (
     Backend,
     FakeClock,
@@ -16,6 +17,22 @@ from tests.support import (
     settings_for,
 )
 
+BACKENDS = ["sqlite", "postgresql"]
+CLUSTER_BACKEND = "postgresql-cluster"  # PostgreSQL and a real Redis Cluster
+
+
+def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
+    """Every test that uses the app runs on SQLite and on PostgreSQL (with the single Redis);
+    those marked `redis_cluster` also on PostgreSQL with a Redis Cluster (with `only=True`: on
+    that alone)."""
+    if "backend" not in metafunc.fixturenames:
+        return
+    names = list(BACKENDS)
+    marker = metafunc.definition.get_closest_marker("redis_cluster")
+    if marker is not None:
+        names = [CLUSTER_BACKEND] if marker.kwargs.get("only") else [*names, CLUSTER_BACKEND]
+    metafunc.parametrize("backend", names, indirect=True, scope="session")
+
 
 @pytest.fixture(scope="session")
 def redis_url() -> Iterator[str | None]:
@@ -23,11 +40,22 @@ def redis_url() -> Iterator[str | None]:
         yield url
 
 
-@pytest.fixture(scope="session", params=["sqlite", "postgresql"])
+@pytest.fixture(scope="session")
+def redis_cluster_url() -> Iterator[str]:
+    """A Redis Cluster of our own on loopback (three primaries, one replica each), shared by
+    the session's cluster tests: each has its own key prefix."""
+    if not redis_cluster.available():
+        fallback("no redis-server or redis-cli binary: the Redis Cluster tests are skipped")
+        pytest.skip("no redis-server or redis-cli binary")
+    with redis_cluster.local_cluster() as cluster:
+        yield cluster.url
+
+
+@pytest.fixture(scope="session")
 def backend(
     request: pytest.FixtureRequest, redis_url: str | None, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[Backend]:
-    """Every test that uses the app runs once on SQLite and once on PostgreSQL."""
+    """The database and Redis the app of a test runs on (`pytest_generate_tests`)."""
     data_dir = tmp_path_factory.mktemp(f"data-{request.param}")
     if request.param == "sqlite":
         yield Backend(
@@ -42,7 +70,9 @@ def backend(
         if url is None:
             fallback("MFA_TEST_DATABASE_URL is not set: PostgreSQL tests skipped")
             pytest.skip("MFA_TEST_DATABASE_URL is not set")
-        yield Backend("postgresql", url, redis_url, data_dir, generate_data_key())
+        if request.param == CLUSTER_BACKEND:
+            redis_url = request.getfixturevalue("redis_cluster_url")
+        yield Backend(request.param, url, redis_url, data_dir, generate_data_key())
 
 
 @pytest.fixture

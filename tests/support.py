@@ -23,14 +23,15 @@ import httpx
 import pyotp
 import pytest
 from fastapi import FastAPI
-from redis.asyncio import Redis
-from redis.exceptions import ConnectionError as RedisConnectionError
 from sqlalchemy.engine import make_url
 from sqlalchemy.ext.asyncio import create_async_engine
 
 from mfa_service import migrations
 from mfa_service.app import create_app
 from mfa_service.config import Settings
+from mfa_service.redis_client import UNAVAILABLE as REDIS_UNAVAILABLE
+from mfa_service.redis_client import connect as connect_redis
+from mfa_service.redis_url import is_cluster
 
 REQUIRE_SERVICES = os.environ.get("MFA_TEST_REQUIRE_SERVICES") == "1"
 PASSWORD = "correct horse battery staple"
@@ -216,17 +217,26 @@ async def running_app(
 
 
 async def clean_redis(settings: Settings) -> None:
+    """Delete the deployment's keys: on a cluster, SCAN visits every primary and DEL is sent
+    per slot."""
     if settings.redis_url is None:
         return
-    redis = Redis.from_url(settings.redis_url)
+    redis = connect_redis(settings.redis_url)
     try:
         keys = [k async for k in redis.scan_iter(match=f"{settings.redis_prefix}*", count=500)]
         if keys:
             await redis.delete(*keys)
-    except RedisConnectionError:
+    except REDIS_UNAVAILABLE:
         pass  # a test that pointed the app at an unreachable Redis left nothing behind
     finally:
         await redis.aclose()
+
+
+def unreachable_redis_url(backend: Backend) -> str:
+    """A Redis URL of the backend's kind (one server or a cluster) where nothing listens."""
+    if backend.redis_url is not None and is_cluster(backend.redis_url):
+        return f"redis+cluster://127.0.0.1:{free_port()}"
+    return f"redis://127.0.0.1:{free_port()}/0"
 
 
 def bearer(token: str) -> dict[str, str]:

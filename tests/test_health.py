@@ -1,8 +1,18 @@
 from __future__ import annotations
 
 import httpx
+import pytest
 
-from tests.support import Backend, bearer, registered_login, running_app, settings_for
+from tests.support import (
+    Backend,
+    bearer,
+    registered_login,
+    running_app,
+    settings_for,
+    unreachable_redis_url,
+)
+
+pytestmark = pytest.mark.redis_cluster
 
 
 async def test_healthz_and_readyz(client: httpx.AsyncClient) -> None:
@@ -13,7 +23,8 @@ async def test_healthz_and_readyz(client: httpx.AsyncClient) -> None:
 async def test_redis_unreachable_means_503_not_access(backend: Backend) -> None:
     async with running_app(settings_for(backend)) as working:
         _, tokens = await registered_login(working)
-    async with running_app(settings_for(backend, redis_url="redis://127.0.0.1:1/0")) as client:
+    down = settings_for(backend, redis_url=unreachable_redis_url(backend))
+    async with running_app(down) as client:
         assert (await client.get("/healthz")).status_code == 200
         r = await client.get("/readyz")
         assert r.status_code == 503

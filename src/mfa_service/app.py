@@ -34,7 +34,7 @@ from mfa_service.http_guards import HttpGuards
 from mfa_service.introspection import routes as introspection_routes
 from mfa_service.limits.attempts import AttemptLimiter
 from mfa_service.limits.login import LoginLimiter
-from mfa_service.redis_client import create_redis
+from mfa_service.redis_client import create_redis, redis_kind
 from mfa_service.secretbox import SecretBox, load_secret_box
 from mfa_service.services import Services
 from mfa_service.sessions import routes as sessions_routes
@@ -131,6 +131,7 @@ def create_app(settings: Settings | None = None, clock: Clock | None = None) -> 
                 sessionmaker=sessionmaker,
                 statement_sessionmaker=create_statement_sessionmaker(engine),
                 redis=redis,
+                scripts=limiter.scripts,
                 box=box,
                 keys=keys,
                 hasher=hasher,
@@ -140,7 +141,7 @@ def create_app(settings: Settings | None = None, clock: Clock | None = None) -> 
             logger.info(
                 "mfa-service ready: database %s, redis %s",
                 engine.url.get_backend_name(),
-                "server" if settings.redis_url else "in-process emulation",
+                redis_kind(settings.redis_url),
             )
             yield
         finally:

@@ -10,7 +10,6 @@ import sys
 import threading
 from collections.abc import Sequence
 
-import redis.exceptions
 import sqlalchemy.exc
 import uvicorn
 from pydantic import ValidationError
@@ -21,6 +20,7 @@ from mfa_service.app import VERSION, prepare_storage
 from mfa_service.clock import SystemClock, now
 from mfa_service.config import Settings
 from mfa_service.db import create_engine, create_sessionmaker
+from mfa_service.redis_client import UNAVAILABLE as REDIS_UNAVAILABLE
 from mfa_service.secretbox import DataKeyError, generate_data_key, load_secret_box
 from mfa_service.tokens import keys
 
@@ -29,8 +29,7 @@ UNREACHABLE: tuple[type[Exception], ...] = (
     ConnectionError,
     TimeoutError,
     socket.gaierror,  # a host name that does not resolve
-    redis.exceptions.ConnectionError,
-    redis.exceptions.TimeoutError,
+    *REDIS_UNAVAILABLE,
 )
 
 

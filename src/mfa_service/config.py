@@ -13,6 +13,8 @@ from urllib.parse import urlsplit
 from pydantic import Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
+from mfa_service.redis_url import check as check_redis_url
+
 IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
 CLIENT_ID = re.compile(r"[A-Za-z0-9._~-]{1,64}")
 MIN_CLIENT_SECRET = 24
@@ -52,7 +54,12 @@ class Settings(BaseSettings):
         default=None, description="SQLAlchemy async URL; default: SQLite file in data_dir."
     )
     redis_url: str | None = Field(
-        default=None, description="redis://...; unset: in-process emulation (one process only)."
+        default=None,
+        description=(
+            "One server: redis://, rediss:// or unix://. A Redis Cluster: "
+            "redis+cluster://[user:password@]host:port[,host:port...] (rediss+cluster:// for "
+            "TLS), a few nodes to start from. Unset: in-process emulation (one process only)."
+        ),
     )
     redis_prefix: str = "mfa:"
     # Connections per process, and how long a request waits for one before answering 503.
@@ -156,6 +163,11 @@ class Settings(BaseSettings):
                 )
             clients[client_id] = secret
         return clients
+
+    @field_validator("redis_url")
+    @classmethod
+    def _redis_url(cls, value: str | None) -> str | None:
+        return check_redis_url(value.strip()) if value is not None and value.strip() else None
 
     @field_validator("data_key")
     @classmethod

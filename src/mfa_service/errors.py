@@ -11,7 +11,6 @@ from collections.abc import Mapping
 from typing import Any, ClassVar
 
 import asyncpg.exceptions
-import redis.exceptions
 import sqlalchemy.exc
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
@@ -19,6 +18,8 @@ from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ConfigDict, Field, JsonValue
 from pydantic.json_schema import models_json_schema
 from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from mfa_service.redis_client import UNAVAILABLE as REDIS_UNAVAILABLE
 
 logger = logging.getLogger(__name__)
 
@@ -497,8 +498,7 @@ def _render(
 
 # Exceptions that mean "a backing server is unreachable": refuse, never fail open.
 BACKEND_DOWN: tuple[type[Exception], ...] = (
-    redis.exceptions.ConnectionError,
-    redis.exceptions.TimeoutError,
+    *REDIS_UNAVAILABLE,
     sqlalchemy.exc.OperationalError,
     sqlalchemy.exc.InterfaceError,
     sqlalchemy.exc.DisconnectionError,

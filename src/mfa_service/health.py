@@ -9,6 +9,7 @@ from fastapi import APIRouter
 from pydantic import BaseModel, ConfigDict
 from sqlalchemy import text
 
+from mfa_service import redis_client
 from mfa_service.db import READ_ONLY
 from mfa_service.errors import BACKEND_DOWN, ServiceUnavailable, responses
 from mfa_service.services import ServicesDep
@@ -48,14 +49,15 @@ async def healthz() -> Alive:
     responses=responses(ServiceUnavailable),
 )
 async def readyz(svc: ServicesDep) -> Ready:
-    """200 when a `SELECT 1` and a Redis `PING` both answer within 3 s, else 503: take the
-    instance out of the load balancer until they do."""
+    """200 when a `SELECT 1` and Redis (a `PING`; on a cluster, every primary's, and its
+    `cluster_state:ok`) both answer within 3 s, else 503: take the instance out of the load
+    balancer until they do."""
     try:
         async with asyncio.timeout(3):
             async with svc.engine.connect() as conn:
                 await conn.execution_options(**READ_ONLY)
                 await conn.execute(text("SELECT 1"))
-            await svc.redis.ping()
+            await redis_client.check(svc.redis)
     except BACKEND_DOWN:
         raise ServiceUnavailable("The database or Redis is not answering.") from None
     return Ready()

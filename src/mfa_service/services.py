@@ -6,7 +6,6 @@ from dataclasses import dataclass
 from typing import Annotated
 
 from fastapi import Depends, Request
-from redis.asyncio import Redis
 from sqlalchemy.ext.asyncio import AsyncEngine, async_sessionmaker
 from sqlmodel.ext.asyncio.session import AsyncSession
 
@@ -14,7 +13,9 @@ from mfa_service.accounts.passwords import PasswordHasher
 from mfa_service.clock import Clock
 from mfa_service.config import Settings
 from mfa_service.factors.throttle import FactorThrottle
+from mfa_service.limits.attempts import Scripts
 from mfa_service.limits.login import LoginLimiter
+from mfa_service.redis_client import RedisClient
 from mfa_service.secretbox import SecretBox
 from mfa_service.tokens.keys import KeyStore
 
@@ -26,7 +27,8 @@ class Services:
     engine: AsyncEngine
     sessionmaker: async_sessionmaker[AsyncSession]
     statement_sessionmaker: async_sessionmaker[AsyncSession]  # db.get_statement_session
-    redis: Redis
+    redis: RedisClient
+    scripts: Scripts  # the Lua scripts of every Redis step, on `redis`
     box: SecretBox
     keys: KeyStore
     hasher: PasswordHasher

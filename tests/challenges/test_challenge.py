@@ -13,6 +13,8 @@ from tests.support import (
     totp_code,
 )
 
+pytestmark = pytest.mark.redis_cluster
+
 
 async def test_login_with_mfa_gives_no_tokens(client: httpx.AsyncClient, clock: FakeClock) -> None:
     user = await mfa_user(client, clock)

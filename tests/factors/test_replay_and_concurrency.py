@@ -8,6 +8,8 @@ import pytest
 
 from tests.support import FakeClock, bearer, challenge, mfa_user, totp_code
 
+pytestmark = pytest.mark.redis_cluster
+
 
 async def answer(client: httpx.AsyncClient, token: str, **proof: str) -> httpx.Response:
     return await client.post("/mfa/challenge", json={"challenge_token": token, **proof})

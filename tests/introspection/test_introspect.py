@@ -17,13 +17,15 @@ from tests.support import (
     Backend,
     FakeClock,
     bearer,
-    free_port,
     mfa_user,
     registered_login,
     running_app,
     settings_for,
     totp_code,
+    unreachable_redis_url,
 )
+
+pytestmark = pytest.mark.redis_cluster
 
 CLIENT_ID = "withdrawals"
 SECRET = "s3cret-for-the-withdrawals-service:with+odd/chars"
@@ -192,7 +194,7 @@ async def test_no_clients_configured_refuses_everyone(backend: Backend, clock: F
 
 async def test_redis_down_answers_503_not_inactive(backend: Backend, clock: FakeClock) -> None:
     """Fail closed: without Redis nobody can tell whether a token was logged out."""
-    unreachable = f"redis://127.0.0.1:{free_port()}/0"
+    unreachable = unreachable_redis_url(backend)
     settings = settings_for(backend, introspection_clients=CLIENTS, redis_url=unreachable)
     async with running_app(settings, clock) as c:
         r = await introspect(c, "x")

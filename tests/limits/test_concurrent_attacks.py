@@ -9,6 +9,7 @@ import contextlib
 
 import httpx
 import pyotp
+import pytest
 
 from tests.support import (
     PASSWORD,
@@ -16,14 +17,16 @@ from tests.support import (
     FakeClock,
     bearer,
     challenge,
-    free_port,
     mfa_user,
     new_email,
     register,
     running_app,
     settings_for,
     totp_code,
+    unreachable_redis_url,
 )
+
+pytestmark = pytest.mark.redis_cluster
 
 WRONG = "not the password at all"
 
@@ -180,7 +183,7 @@ async def test_concurrent_registrations_get_the_limit(backend: Backend, clock: F
 async def test_registration_with_redis_down_is_refused(backend: Backend, clock: FakeClock) -> None:
     if backend.redis_url is None:
         return  # the in-process emulation cannot be down
-    settings = settings_for(backend, redis_url=f"redis://127.0.0.1:{free_port()}/0")
+    settings = settings_for(backend, redis_url=unreachable_redis_url(backend))
     email = new_email()
     async with running_app(settings, clock) as client:
         r = await signup(client, email)

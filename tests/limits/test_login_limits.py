@@ -5,8 +5,8 @@ import contextlib
 
 import httpx
 import pytest
-from redis.asyncio import Redis
 
+from mfa_service.redis_client import connect
 from tests.support import (
     PASSWORD,
     Backend,
@@ -19,6 +19,8 @@ from tests.support import (
     settings_for,
     totp_code,
 )
+
+pytestmark = pytest.mark.redis_cluster
 
 WRONG = "not the password at all"
 
@@ -170,7 +172,7 @@ async def test_login_after_redis_forgot_its_scripts(backend: Backend, clock: Fak
         await register(client, email)
         r = await client.post("/auth/login", json={"email": email, "password": PASSWORD})
         assert r.status_code == 200
-        redis = Redis.from_url(backend.redis_url)
+        redis = connect(backend.redis_url)
         try:
             await redis.script_flush()
         finally:

@@ -29,6 +29,8 @@ from tests.support import (
     totp_code,
 )
 
+pytestmark = pytest.mark.redis_cluster
+
 
 class HeldHasher(PasswordHasher):
     """The service's hasher, except that once armed, the next password check is held after

@@ -1,8 +1,11 @@
 from __future__ import annotations
 
 import httpx
+import pytest
 
 from tests.support import FakeClock, bearer, login, registered_login
+
+pytestmark = pytest.mark.redis_cluster
 
 
 async def test_logout_stays_logged_out(client: httpx.AsyncClient, clock: FakeClock) -> None:

@@ -3,6 +3,7 @@ from __future__ import annotations
 import asyncio
 
 import httpx
+import pytest
 
 from tests.support import (
     Backend,
@@ -12,6 +13,8 @@ from tests.support import (
     running_app,
     settings_for,
 )
+
+pytestmark = pytest.mark.redis_cluster
 
 
 async def test_refresh_rotates_the_token(client: httpx.AsyncClient) -> None:

@@ -39,6 +39,8 @@ from tests.webauthn.flows import (
     step_up_options,
 )
 
+pytestmark = pytest.mark.redis_cluster
+
 EVIL_ORIGIN = "http://evil.test"
 EVIL_RP_ID = "evil.test"
 INSUFFICIENT = 'Bearer error="insufficient_user_authentication", max_age=300'

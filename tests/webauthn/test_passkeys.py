@@ -7,6 +7,7 @@ from typing import Any
 
 import httpx
 import jwt
+import pytest
 
 from tests.support import Backend, FakeClock, bearer, running_app, settings_for
 from tests.webauthn.authenticator import SoftAuthenticator, tamper_signature
@@ -19,6 +20,8 @@ from tests.webauthn.flows import (
     passkey_options,
     register_key,
 )
+
+pytestmark = pytest.mark.redis_cluster
 
 
 def amr(tokens: dict[str, Any]) -> list[str]:

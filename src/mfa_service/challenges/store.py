@@ -41,6 +41,14 @@ redis.call('PEXPIRE', KEYS[1], ARGV[1])
 return 1
 """
 
+# KEYS: generation   ARGV: ttl ms
+# Bumped, and kept as long as a challenge made before it could live.
+REVOKE = """
+redis.call('INCR', KEYS[1])
+redis.call('PEXPIRE', KEYS[1], ARGV[1])
+return 1
+"""
+
 _AAD = b"mfa-service challenge token v1"
 _PAYLOAD = struct.Struct(">16sQ32s")  # user id, credentials version, random
 
@@ -91,8 +99,8 @@ async def create(
     ttl_ms = svc.settings.challenge_ttl * 1000
     # Expiry is decided by the service clock (the Redis TTL only collects the garbage).
     expires_ms = int(svc.clock.time() * 1000) + ttl_ms
-    await svc.redis.register_script(CREATE)(
-        keys=[challenge.key, challenge.keys.challenge_generation], args=[ttl_ms, expires_ms]
+    await svc.scripts.run(
+        CREATE, [challenge.key, challenge.keys.challenge_generation], [ttl_ms, expires_ms]
     )
     return token, challenge
 
@@ -100,7 +108,4 @@ async def create(
 async def revoke_all(svc: Services, user_id: uuid.UUID) -> None:
     """Void every pending challenge of the user (password or MFA change)."""
     key = UserKeys(svc.settings.redis_prefix, user_id).challenge_generation
-    async with svc.redis.pipeline(transaction=True) as pipe:
-        pipe.incr(key)
-        pipe.pexpire(key, svc.settings.challenge_ttl * 1000)
-        await pipe.execute()
+    await svc.scripts.run(REVOKE, [key], [svc.settings.challenge_ttl * 1000])

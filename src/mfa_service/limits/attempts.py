@@ -24,16 +24,18 @@ the challenge-aware ones in `factors.throttle`) are built from them.
 
 from __future__ import annotations
 
+import asyncio
+import hashlib
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from redis.asyncio import Redis
-from redis.commands.core import AsyncScript
+from redis.asyncio.cluster import RedisCluster
 from redis.exceptions import NoScriptError
 
 from mfa_service.clock import Clock
 from mfa_service.errors import RateLimited
+from mfa_service.redis_client import RedisClient
 
 LIB = """
 -- state(key): n, p, w, l, as numbers (0 for a missing key or field)
@@ -152,46 +154,63 @@ def retry_after(wait_ms: int) -> int:
     return max(1, -(-int(wait_ms) // 1000))
 
 
+Call = tuple[str, Sequence[str], Sequence[int | str]]  # script text, keys, args
+
+
 class Scripts:
-    """Lua scripts run by EVALSHA, reloaded after a Redis restart (NOSCRIPT)."""
+    """Lua scripts run by EVALSHA. A server that does not know one (restarted, flushed, or a
+    cluster replica that just took over) gets it by EVAL of that call: the node that answers
+    is the one that loads it, and a call runs once, whatever its neighbours did."""
 
-    def __init__(self, redis: Redis) -> None:
+    def __init__(self, redis: RedisClient) -> None:
         self.redis = redis
-        self._scripts: dict[str, AsyncScript] = {}
+        self._shas: dict[str, str] = {}
 
-    def _script(self, text: str) -> AsyncScript:
-        if text not in self._scripts:
-            self._scripts[text] = self.redis.register_script(text)
-        return self._scripts[text]
+    def _sha(self, text: str) -> str:
+        if text not in self._shas:
+            self._shas[text] = hashlib.sha1(text.encode()).hexdigest()
+        return self._shas[text]
 
     async def run(self, text: str, keys: Sequence[str], args: Sequence[int | str]) -> list[Any]:
-        """One script, by EVALSHA (loaded again after a NOSCRIPT)."""
-        result: list[Any] = await self._script(text)(keys=list(keys), args=list(args))
+        """One script (its keys in one cluster slot)."""
+        try:
+            result: list[Any] = await self.redis.evalsha(self._sha(text), len(keys), *keys, *args)
+        except NoScriptError:
+            result = await self.redis.eval(text, len(keys), *keys, *args)
         return result
 
-    async def run_many(
-        self, calls: Sequence[tuple[str, Sequence[str], Sequence[int | str]]]
-    ) -> list[list[int]]:
-        """Several scripts in one round trip (keys of different cluster slots). EVALSHA by
-        hand: a pipeline of Script objects asks SCRIPT EXISTS first, a second round trip."""
-        for _ in range(2):
-            try:
-                async with self.redis.pipeline(transaction=False) as pipe:
-                    for text, keys, args in calls:
-                        sha = self._script(text).sha
-                        pipe.evalsha(sha, len(keys), *keys, *args)
-                    results: list[list[int]] = await pipe.execute()
-                return results
-            except NoScriptError:  # Redis restarted or flushed its scripts
-                for text, _, _ in calls:
-                    await self.redis.script_load(text)
-        raise NoScriptError("a limiter script could not be loaded")
+    async def run_many(self, calls: Sequence[Call]) -> list[list[Any]]:
+        """Several scripts, each on keys of one slot, the slots differing, in one round trip:
+        a pipeline on one server; on a cluster, one command per call at once (they go to
+        different nodes; redis-py's cluster pipelines refuse EVALSHA)."""
+        if isinstance(self.redis, RedisCluster):
+            answers = await asyncio.gather(
+                *(self.run(*call) for call in calls), return_exceptions=True
+            )
+        else:
+            async with self.redis.pipeline(transaction=False) as pipe:
+                for text, keys, args in calls:
+                    pipe.evalsha(self._sha(text), len(keys), *keys, *args)
+                answers = await pipe.execute(raise_on_error=False)
+            answers = [
+                # Only the calls refused with NOSCRIPT did not run: the others must not twice.
+                await self.redis.eval(text, len(keys), *keys, *args)
+                if isinstance(answer, NoScriptError)
+                else answer
+                for (text, keys, args), answer in zip(calls, answers, strict=True)
+            ]
+        results: list[list[Any]] = []
+        for answer in answers:
+            if isinstance(answer, BaseException):
+                raise answer
+            results.append(answer)
+        return results
 
 
 class AttemptLimiter:
     """reserve → judge → settle over one or more counters, as one atomic step each."""
 
-    def __init__(self, redis: Redis, clock: Clock) -> None:
+    def __init__(self, redis: RedisClient, clock: Clock) -> None:
         self.scripts = Scripts(redis)
         self._clock = clock
 
