@@ -513,6 +513,19 @@ BACKEND_DOWN: tuple[type[Exception], ...] = (
 )
 
 
+def connection_broke(exc: BaseException | None) -> bool:
+    """Whether the raw driver's error says the connection broke under a request, though its
+    class does not: a connection the server ended between two statements ("connection is
+    closed"; its other InterfaceErrors are misuse, our bugs), or one checked out while the
+    server's termination notice was read but its socket's end not yet (the protocol is still
+    busy with the notice: "another operation is in progress")."""
+    if isinstance(exc, asyncpg.exceptions.InternalClientError):
+        return "another operation is in progress" in str(exc)
+    if isinstance(exc, asyncpg.exceptions.InterfaceError):
+        return str(exc) == "connection is closed"
+    return False
+
+
 def install_handlers(app: FastAPI) -> None:
     async def service_error(_: Request, exc: Exception) -> JSONResponse:
         assert isinstance(exc, ServiceError)
@@ -563,7 +576,12 @@ def install_handlers(app: FastAPI) -> None:
         # SQLAlchemy reports a connection the server ended mid-statement as a plain DBAPIError
         # (asyncpg's error has no more specific class there), marked as a disconnect.
         assert isinstance(exc, sqlalchemy.exc.DBAPIError)
-        if exc.connection_invalidated:
+        if exc.connection_invalidated or connection_broke(exc.orig and exc.orig.__cause__):
+            return await backend_down(request, exc)
+        return await unexpected(request, exc)
+
+    async def driver_error(request: Request, exc: Exception) -> JSONResponse:
+        if connection_broke(exc):
             return await backend_down(request, exc)
         return await unexpected(request, exc)
 
@@ -577,6 +595,8 @@ def install_handlers(app: FastAPI) -> None:
     for exc_type in BACKEND_DOWN:
         app.add_exception_handler(exc_type, backend_down)
     app.add_exception_handler(sqlalchemy.exc.DBAPIError, database_error)
+    app.add_exception_handler(asyncpg.exceptions.InterfaceError, driver_error)
+    app.add_exception_handler(asyncpg.exceptions.InternalClientError, driver_error)
     app.add_exception_handler(RequestValidationError, validation_error)
     app.add_exception_handler(StarletteHTTPException, http_error)
     app.add_exception_handler(Exception, unexpected)

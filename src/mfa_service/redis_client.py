@@ -45,13 +45,18 @@ UNAVAILABLE: tuple[type[Exception], ...] = (
 class _RedisCluster(RedisCluster):
     """redis-py's cluster client. When it reloads the topology (CLUSTERDOWN, a node lost) it
     closes connections other commands are using, and those fail inside redis-py with
-    AttributeError or TypeError (its closed stream is None) rather than ConnectionError. They
-    are lost connections, raised as such: the request answers 503, not 500."""
+    AttributeError or TypeError (its closed stream is None), or with uvloop's RuntimeError
+    (a write on a transport already closed: "the handler is closed"), rather than
+    ConnectionError. They are lost connections, raised as such: 503, not 500."""
 
     async def execute_command(self, *args: EncodableT, **kwargs: Any) -> Any:
         try:
             return await super().execute_command(*args, **kwargs)
         except (AttributeError, TypeError) as exc:
+            raise redis.exceptions.ConnectionError("connection closed under the command") from exc
+        except RuntimeError as exc:
+            if "handler is closed" not in str(exc):
+                raise
             raise redis.exceptions.ConnectionError("connection closed under the command") from exc
 
 

@@ -213,6 +213,10 @@ class Load:
                 self.ledger.backup_maybe_used[user.user_id] += 1
             return None
         if r.status_code != 200:
+            if r.status_code >= 500 and "backup_code" in proof:
+                # Refused after the code was spent (its session could not be stored): a
+                # refusal, never a token, and the code stays used.
+                self.ledger.backup_maybe_used[user.user_id] += 1
             return None
         if "backup_code" in proof:
             self.ledger.backup_successes.append((user.user_id, proof["backup_code"]))

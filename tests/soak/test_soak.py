@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import os
 import signal
+import sys
 import time
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
@@ -24,6 +25,7 @@ from sqlalchemy.engine import make_url
 
 from mfa_service.config import Settings
 from mfa_service.secretbox import generate_data_key
+from tests import redis_cluster
 from tests.serve import serving
 from tests.soak.load import STEP, Instances, Ledger, Load, SoakUser, grouped
 from tests.support import (
@@ -43,6 +45,7 @@ WORKERS = 2
 USERS = 24
 TARGETS = 4  # users under a guessing attack
 CLIENTS = 12
+# The cluster run has all three faults; the single-server run, shorter, the first two.
 SECONDS = float(os.environ.get("MFA_SOAK_SECONDS", "60"))
 FACTOR_MAX_FAILURES = 10  # the service default
 REQUEST_TIMEOUT = 30.0
@@ -130,9 +133,9 @@ async def terminate_connections(dsn: str, database: str) -> int:
     return len(rows)
 
 
-# A fault of the Redis deployment: its description, and when the service may answer 503
+# Faults of the Redis deployment: each one's description, and when the service may answer 503
 # because of it (start and end, in time.monotonic()).
-Fault = Callable[[], Awaitable[tuple[str, float, float]]]
+Fault = Callable[[], Awaitable[list[tuple[str, float, float]]]]
 
 
 @dataclass
@@ -140,7 +143,7 @@ class Timeline:
     start: float
     killed_at: float = 0.0
     database_at: float = 0.0
-    redis_window: tuple[float, float] | None = None
+    redis_windows: list[tuple[str, float, float]] = field(default_factory=list)
     events: list[str] = field(default_factory=list)
 
     def note(self, what: str) -> float:
@@ -150,10 +153,11 @@ class Timeline:
 
 
 async def soak(
-    config: pytest.Config,
+    capsys: pytest.CaptureFixture[str],
     postgres_url: str,
     redis_url: str,
     tmp_path: Path,
+    seconds: float,
     redis_fault: Fault | None = None,
 ) -> Ledger:
     async with instances(postgres_url, redis_url, tmp_path) as (urls, pids, _prefix):
@@ -163,24 +167,24 @@ async def soak(
         ledger = Ledger()
         timeline = Timeline(ledger.started)
         try:
-            load = asyncio.create_task(Load(pool, users, ledger).run(CLIENTS, SECONDS))
+            load = asyncio.create_task(Load(pool, users, ledger).run(CLIENTS, seconds))
             start = ledger.started
-            await at(start, SECONDS * 0.25)
+            await at(start, seconds * 0.25)
             os.killpg(pids[-1], signal.SIGKILL)  # the whole instance: master and workers
             timeline.killed_at = timeline.note(f"instance {INSTANCES} killed (kill -9)")
-            await at(start, SECONDS * 0.45)
+            await at(start, seconds * 0.45)
             database = make_url(postgres_url).database or ""
             ended = await terminate_connections(plain_dsn(postgres_url), database)
             timeline.database_at = timeline.note(f"{ended} database connections terminated")
             if redis_fault is not None:
-                await at(start, SECONDS * 0.65)
-                what, begin, end = await redis_fault()
-                timeline.redis_window = (begin - start, end - start)
-                timeline.note(what)
+                await at(start, seconds * 0.65)
+                for what, begin, end in await redis_fault():
+                    timeline.redis_windows.append((what, begin - start, end - start))
+                    timeline.events.append(f"{begin - start:.1f}s: {what}")
             await load
         finally:
             await pool.aclose()
-        report(config, ledger, timeline)
+        report(capsys, ledger, timeline)
         await check_invariants(postgres_url, users, ledger)
         check_failures(ledger, timeline)
         return ledger
@@ -201,8 +205,7 @@ def check_failures(ledger: Ledger, timeline: Timeline) -> None:
             )
             continue
         assert outcome == "503", (when, path, outcome)
-        window = timeline.redis_window
-        if window is not None and window[0] <= when <= window[1] + 2:
+        if any(begin <= when <= end + 2 for _, begin, end in timeline.redis_windows):
             continue
         assert timeline.database_at <= when <= timeline.database_at + 10, (when, path)
         database_503 += 1
@@ -267,19 +270,27 @@ async def check_invariants(postgres_url: str, users: list[SoakUser], ledger: Led
     assert len(ledger.totp_successes) >= USERS - TARGETS
 
 
-def report(config: pytest.Config, ledger: Ledger, timeline: Timeline) -> None:
+def report(capsys: pytest.CaptureFixture[str], ledger: Ledger, timeline: Timeline) -> None:
     """The run's figures in the test output (CI's log), whatever the capture setting."""
-    terminal = config.pluginmanager.get_plugin("terminalreporter")
-    write = terminal.write_line if terminal is not None else lambda _: None
+    with capsys.disabled():
+        for line in lines(ledger, timeline):
+            sys.stdout.write(line + "\n")
+
+
+def lines(ledger: Ledger, timeline: Timeline) -> Iterator[str]:
     elapsed = time.monotonic() - ledger.started
     rate = ledger.requests / elapsed
-    write(f"\nsoak: {ledger.requests} requests in {elapsed:.0f} s ({rate:.0f}/s)")
+    yield f"\nsoak: {ledger.requests} requests in {elapsed:.0f} s ({rate:.0f}/s)"
     for event in timeline.events:
-        write(f"  {event}")
+        yield f"  {event}"
+    for what, begin, end in timeline.redis_windows:
+        during = [f[0] for f in ledger.failures if f[2] == "503" and begin <= f[0] <= end + 2]
+        span = f"{min(during) - begin:.2f}–{max(during) - begin:.2f} s in" if during else "none"
+        yield f"  {what}: {len(during)} answers 503 ({span}); cluster ok {end - begin:.1f} s in"
     for key, count in sorted(ledger.statuses.items()):
-        write(f"  {key}: {count}")
+        yield f"  {key}: {count}"
     for when, path, outcome, detail in ledger.failures:
-        write(f"  failure at {when:.1f}s: {path} {outcome} {detail}")
+        yield f"  failure at {when:.1f}s: {path} {outcome} {detail}"
 
 
 @pytest.fixture
@@ -292,9 +303,47 @@ def postgres_url() -> Iterator[str]:
 
 
 async def test_soak_with_faults_on_one_redis(
-    request: pytest.FixtureRequest, postgres_url: str, redis_url: str | None, tmp_path: Path
+    capsys: pytest.CaptureFixture[str], postgres_url: str, redis_url: str | None, tmp_path: Path
 ) -> None:
     if redis_url is None:
         fallback("no Redis server: the soak test is skipped")
         pytest.skip("several instances need a real Redis server")
-    await soak(request.config, postgres_url, redis_url, tmp_path)
+    await soak(capsys, postgres_url, redis_url, tmp_path, SECONDS / 2)
+
+
+async def test_soak_with_faults_on_a_redis_cluster(
+    capsys: pytest.CaptureFixture[str], postgres_url: str, tmp_path: Path
+) -> None:
+    """The same on a Redis Cluster of its own, and more faults: a primary fails over to its
+    replica (CLUSTER FAILOVER), then the old primary is killed; then another primary is
+    killed outright."""
+    if not redis_cluster.available():
+        fallback("no redis-server or redis-cli binary: the cluster soak test is skipped")
+        pytest.skip("no redis-server or redis-cli binary")
+    with redis_cluster.local_cluster() as cluster:
+
+        async def fail_over() -> list[tuple[str, float, float]]:
+            # Planned: the replica takes over with its primary's agreement, then the old
+            # primary dies.
+            primary, other = cluster.primaries()[:2]
+            replica = cluster.replica_of(primary)
+            begin = time.monotonic()
+            await asyncio.to_thread(cluster.failover, replica)
+            await asyncio.to_thread(primary.kill)
+            await asyncio.to_thread(cluster.wait_until_ok)
+            planned = time.monotonic()
+            await asyncio.sleep(3)
+            # Unplanned: another primary dies; its replica takes over once the others agree
+            # it is gone (node timeout 2 s). Its slots answer 503 until then.
+            heir = cluster.replica_of(other)
+            crash = time.monotonic()
+            await asyncio.to_thread(other.kill)
+            while heir not in await asyncio.to_thread(cluster.primaries):
+                await asyncio.sleep(0.1)
+            await asyncio.to_thread(cluster.wait_until_ok)
+            return [
+                (f"{primary.name} failed over (CLUSTER FAILOVER), then killed", begin, planned),
+                (f"primary {other.name} killed (kill -9)", crash, time.monotonic()),
+            ]
+
+        await soak(capsys, postgres_url, cluster.url, tmp_path, SECONDS, fail_over)
