@@ -59,6 +59,14 @@ def fallback(reason: str) -> None:
     warnings.warn(reason, stacklevel=2)
 
 
+def require_shared_redis(backend: Backend) -> None:
+    """For tests that run several apps against one Redis: the in-process emulation gives each
+    app its own, so they cannot run on it."""
+    if backend.redis_url is None:
+        fallback("no Redis server: a test of apps sharing one Redis is skipped")
+        pytest.skip("several apps need one real Redis server")
+
+
 def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))

@@ -20,6 +20,7 @@ from tests.support import (
     mfa_user,
     new_email,
     register,
+    require_shared_redis,
     running_app,
     settings_for,
     totp_code,
@@ -129,6 +130,7 @@ async def test_forty_concurrent_wrong_passwords_on_one_account(
 
 
 async def test_an_ipv6_client_is_counted_per_64(backend: Backend, clock: FakeClock) -> None:
+    require_shared_redis(backend)
     settings = settings_for(backend, login_max_failures=3)
     email = new_email()
     async with contextlib.AsyncExitStack() as stack:

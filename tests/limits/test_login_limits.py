@@ -15,6 +15,7 @@ from tests.support import (
     mfa_user,
     new_email,
     register,
+    require_shared_redis,
     running_app,
     settings_for,
     totp_code,
@@ -84,6 +85,7 @@ async def test_unknown_emails_are_counted_and_answered_alike(
 async def test_trusted_proxy_forwarded_for_names_the_client(
     backend: Backend, clock: FakeClock
 ) -> None:
+    require_shared_redis(backend)
     settings = settings_for(backend, trusted_proxies="10.1.0.0/16")
     email = new_email()
     async with running_app(settings, clock, client_ip="10.1.2.3") as proxy:
@@ -105,6 +107,7 @@ async def test_trusted_proxy_forwarded_for_names_the_client(
 
 
 async def test_account_limit_over_all_ips(backend: Backend, clock: FakeClock) -> None:
+    require_shared_redis(backend)
     settings = settings_for(backend, login_account_max_failures=6, login_max_failures=3)
     email = new_email()
     async with contextlib.AsyncExitStack() as stack:
