@@ -12,6 +12,7 @@ import signal
 import sys
 import time
 import uuid
+from collections import Counter
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from contextlib import AsyncExitStack, asynccontextmanager
 from dataclasses import dataclass, field
@@ -174,8 +175,10 @@ async def soak(
             timeline.killed_at = timeline.note(f"instance {INSTANCES} killed (kill -9)")
             await at(start, seconds * 0.45)
             database = make_url(postgres_url).database or ""
+            terminating = time.monotonic() - start  # the first ones end before it returns
             ended = await terminate_connections(plain_dsn(postgres_url), database)
-            timeline.database_at = timeline.note(f"{ended} database connections terminated")
+            timeline.note(f"{ended} database connections terminated")
+            timeline.database_at = terminating
             if redis_fault is not None:
                 await at(start, seconds * 0.65)
                 for what, begin, end in await redis_fault():
@@ -289,8 +292,11 @@ def lines(ledger: Ledger, timeline: Timeline) -> Iterator[str]:
         yield f"  {what}: {len(during)} answers 503 ({span}); cluster ok {end - begin:.1f} s in"
     for key, count in sorted(ledger.statuses.items()):
         yield f"  {key}: {count}"
-    for when, path, outcome, detail in ledger.failures:
-        yield f"  failure at {when:.1f}s: {path} {outcome} {detail}"
+    failures = Counter(
+        f"{path} {outcome} {detail}".strip() for _, path, outcome, detail in ledger.failures
+    )
+    for what, count in sorted(failures.items()):
+        yield f"  failed: {what} × {count}"
 
 
 @pytest.fixture
