@@ -105,7 +105,12 @@ async def login(
         return await challenges.start(db, svc, user.id, user.credentials_version)
     audit.record(db, svc, client, "login.succeeded", user.id)
     return await sessions.start_session(
-        db, svc, user_id=user.id, amr=["pwd"], credentials_version=user.credentials_version
+        db,
+        svc,
+        client=client,
+        user_id=user.id,
+        amr=["pwd"],
+        credentials_version=user.credentials_version,
     )
 
 

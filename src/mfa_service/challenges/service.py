@@ -52,6 +52,7 @@ async def answer(
     return await sessions.start_session(
         db,
         svc,
+        client=client,
         user_id=user_id,
         amr=["pwd", "mfa", outcome.amr],
         credentials_version=challenge.credentials_version,

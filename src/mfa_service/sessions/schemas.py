@@ -1,6 +1,8 @@
 from __future__ import annotations
 
-from typing import Literal
+import uuid
+from datetime import datetime
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -37,9 +39,18 @@ class RefreshRequest(BaseModel):
     refresh_token: str = Field(min_length=1, max_length=200)
 
 
+LogoutScope = Literal["local", "others", "global"]
+
+
 class LogoutRequest(BaseModel):
     model_config = ConfigDict(
-        json_schema_extra={"examples": [{"refresh_token": "t3Ftq0b1V1t1uJ5c0m2z3qT7nQ..."}, {}]}
+        json_schema_extra={
+            "examples": [
+                {"refresh_token": "t3Ftq0b1V1t1uJ5c0m2z3qT7nQ..."},
+                {"scope": "others"},
+                {},
+            ]
+        }
     )
 
     refresh_token: str | None = Field(
@@ -48,3 +59,39 @@ class LogoutRequest(BaseModel):
         description="A refresh token of the caller's: its session ends too (this session "
         "ends either way; another user's token is ignored).",
     )
+    scope: LogoutScope = Field(
+        default="local",
+        description="`local`: this session; `others`: every other session of the user (this "
+        "one stays signed in); `global`: every session, this one included.",
+    )
+
+
+_SESSION_EXAMPLE: dict[str, Any] = {
+    "id": "8c0d1f7e-2b9a-4c55-8e1f-3a6b7c8d9e0f",
+    "created_at": "2026-11-29T08:12:03Z",
+    "last_seen_at": "2026-11-29T08:42:10Z",
+    "ip": "203.0.113.7",
+    "user_agent": "Mozilla/5.0 (X11; Linux x86_64) Firefox/132.0",
+    "amr": ["pwd", "mfa", "otp"],
+    "current": True,
+}
+
+
+class SessionOut(BaseModel):
+    model_config = ConfigDict(json_schema_extra={"examples": [_SESSION_EXAMPLE]})
+
+    id: uuid.UUID
+    created_at: datetime = Field(description="When the session's login completed.")
+    last_seen_at: datetime = Field(
+        description="Its latest login, refresh or fresh authentication (step-up)."
+    )
+    ip: str | None = Field(description="The client IP of its login (null: not recorded).")
+    user_agent: str | None = Field(description="The User-Agent of its login.")
+    amr: list[str] = Field(description="The methods of its latest authentication event.")
+    current: bool = Field(description="True for the session of the access token asking.")
+
+
+class SessionList(BaseModel):
+    model_config = ConfigDict(json_schema_extra={"examples": [{"items": [_SESSION_EXAMPLE]}]})
+
+    items: list[SessionOut] = Field(description="Live sessions, newest first.")
