@@ -7,7 +7,7 @@ from pydantic import Field
 
 from mfa_service.accounts import service
 from mfa_service.accounts.schemas import (
-    Credentials,
+    LoginRequest,
     MeOut,
     PasswordChangeRequest,
     ReauthenticateRequest,
@@ -32,12 +32,12 @@ from mfa_service.errors import (
 from mfa_service.net import ClientDep
 from mfa_service.services import ServicesDep
 from mfa_service.sessions.dependencies import CurrentClaims
-from mfa_service.sessions.schemas import TokenResponse
+from mfa_service.sessions.schemas import SignedIn, TokenResponse
 
 router = APIRouter(tags=["accounts"])
 
 # The login answer: tokens, or a challenge when the account has a second factor.
-LoginResponse = Annotated[TokenResponse | ChallengeResponse, Field(discriminator="status")]
+LoginResponse = Annotated[SignedIn | ChallengeResponse, Field(discriminator="status")]
 
 
 @router.post(
@@ -77,16 +77,22 @@ async def register(
     ),
 )
 async def login(
-    body: Credentials, db: SessionDep, svc: ServicesDep, client: ClientDep
-) -> TokenResponse | ChallengeResponse:
+    body: LoginRequest, db: SessionDep, svc: ServicesDep, client: ClientDep
+) -> SignedIn | ChallengeResponse:
     """Tokens (`status: authenticated`) for an account without a second factor; with one, a
     challenge (`status: mfa_required`) to answer at `POST /mfa/challenge`.
 
     Unknown email and wrong password give the same answer. Wrong passwords are counted per
     account and client IP (10 in 15 min), per account (100) and per client IP (100); beyond a
     limit the answer is 429 with `Retry-After`, even for the right password.
+
+    Tokens come with a `device_token`: send it with the next login to this account from this
+    device. A login with a valid one is exempt from those three limits (a stranger's guessing
+    cannot lock the owner out) and has its own: 10 wrong passwords spend the device token. If
+    the device was remembered at `POST /mfa/challenge` (`remember_device`), the login skips
+    the challenge: amr `["pwd", "mfa", "device"]`.
     """
-    return await service.login(db, svc, client, body.email, body.password)
+    return await service.login(db, svc, client, body.email, body.password, body.device_token)
 
 
 @router.post(

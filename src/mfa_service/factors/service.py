@@ -72,10 +72,11 @@ async def state(db: AsyncSession, claims: AccessClaims) -> MfaState:
 def require_recent_authentication(svc: Services, claims: AccessClaims, user: User) -> None:
     """Enrolling a factor needs a recent authentication event, with a second factor for a
     user who has one (SPEC §4): a stolen, older access token cannot bind an attacker's
-    authenticator."""
+    authenticator. A login on a remembered device (amr `device`) proved no factor now."""
     max_age = svc.settings.reauth_max_age
     recent = svc.clock.time() - claims.auth_time <= max_age
-    if not recent or (user.mfa_enabled and "mfa" not in claims.amr):
+    factor_now = "mfa" in claims.amr and "device" not in claims.amr
+    if not recent or (user.mfa_enabled and not factor_now):
         raise InsufficientUserAuthentication(max_age)
 
 

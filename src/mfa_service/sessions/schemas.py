@@ -6,6 +6,8 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from mfa_service.schemas import optional_in_clients
+
 
 class TokenResponse(BaseModel):
     model_config = ConfigDict(
@@ -29,6 +31,36 @@ class TokenResponse(BaseModel):
     access_token: str = Field(description="JWT; verify it against /.well-known/jwks.json.")
     expires_in: int = Field(description="Seconds until the access token expires.")
     refresh_token: str = Field(description="Opaque; rotated on every use.")
+
+
+DEVICE_TOKEN_EXAMPLE = "dV7n2mYcQe0pXr4sT9uW1zA3bC5dE7fG9hJ1kL3mN5o"
+
+
+class SignedIn(TokenResponse):
+    """The tokens of a completed login (password, and the challenge when there is one): with
+    the device token."""
+
+    model_config = ConfigDict(
+        json_schema_serialization_defaults_required=True,
+        json_schema_extra={
+            "examples": [
+                {
+                    "status": "authenticated",
+                    "token_type": "Bearer",
+                    "access_token": "eyJhbGciOiJFUzI1NiIsImtpZCI6Ii4uLiIsInR5cCI6ImF0K2p3dCJ9...",
+                    "expires_in": 900,
+                    "refresh_token": "t3Ftq0b1V1t1uJ5c0m2z3qT7nQ...",
+                    "device_token": DEVICE_TOKEN_EXAMPLE,
+                }
+            ]
+        },
+    )
+
+    device_token: str = Field(
+        description="Opaque; keep it on this device and send it with every later login "
+        "(`POST /auth/login`): its logins are exempt from the account-wide and per-IP password "
+        "limits (a stranger's guessing cannot lock you out). Each login answers a new one."
+    )
 
 
 class RefreshRequest(BaseModel):
@@ -61,8 +93,9 @@ class LogoutRequest(BaseModel):
     )
     scope: LogoutScope = Field(
         default="local",
-        description="`local`: this session; `others`: every other session of the user (this "
-        "one stays signed in); `global`: every session, this one included.",
+        description="`local` (the default): this session; `others`: every other session of "
+        "the user (this one stays signed in); `global`: every session, this one included.",
+        json_schema_extra=optional_in_clients,
     )
 
 
