@@ -16,6 +16,7 @@ from mfa_service.accounts.schemas import (
 )
 from mfa_service.challenges.schemas import ChallengeResponse
 from mfa_service.db import SessionDep, statements_autocommit
+from mfa_service.enrollment.schemas import EnrollmentRequired
 from mfa_service.errors import (
     EmailTaken,
     InvalidCode,
@@ -37,7 +38,9 @@ from mfa_service.sessions.schemas import SignedIn, TokenResponse
 router = APIRouter(tags=["accounts"])
 
 # The login answer: tokens, or a challenge when the account has a second factor.
-LoginResponse = Annotated[SignedIn | ChallengeResponse, Field(discriminator="status")]
+LoginResponse = Annotated[
+    SignedIn | ChallengeResponse | EnrollmentRequired, Field(discriminator="status")
+]
 
 
 @router.post(
@@ -70,15 +73,15 @@ async def register(
     response_model_exclude_none=True,  # `webauthn` only when the user has a security key
     operation_id="login",
     summary="Log in with email and password",
-    response_description="`status` tells which: `authenticated` (tokens) or `mfa_required` "
-    "(a challenge).",
+    response_description="`status` tells which: `authenticated` (tokens), `mfa_required` "
+    "(a challenge) or `mfa_enrollment_required` (MFA_REQUIRE_MFA).",
     responses=responses(
         InvalidCredentials, RequestValidationFailed, RateLimited, ServiceUnavailable, Overloaded
     ),
 )
 async def login(
     body: LoginRequest, db: SessionDep, svc: ServicesDep, client: ClientDep
-) -> SignedIn | ChallengeResponse:
+) -> SignedIn | ChallengeResponse | EnrollmentRequired:
     """Tokens (`status: authenticated`) for an account without a second factor; with one, a
     challenge (`status: mfa_required`) to answer at `POST /mfa/challenge`.
 
@@ -91,6 +94,11 @@ async def login(
     cannot lock the owner out) and has its own: 10 wrong passwords spend the device token. If
     the device was remembered at `POST /mfa/challenge` (`remember_device`), the login skips
     the challenge: amr `["pwd", "mfa", "device"]`.
+
+    With `MFA_REQUIRE_MFA=true`, an account without a second factor gets no tokens but
+    `status: mfa_enrollment_required` and an `enrollment_token`: a Bearer credential for the
+    enrollment routes only (TOTP setup, QR, confirm; WebAuthn registration options and
+    registration), whose success answers with tokens.
     """
     return await service.login(db, svc, client, body.email, body.password, body.device_token)
 

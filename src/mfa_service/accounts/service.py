@@ -17,6 +17,8 @@ from mfa_service.clock import now
 from mfa_service.db import end_transaction
 from mfa_service.devices import service as devices
 from mfa_service.devices.models import DeviceToken
+from mfa_service.enrollment import service as enrollment
+from mfa_service.enrollment.schemas import EnrollmentRequired
 from mfa_service.errors import (
     EmailTaken,
     InvalidCode,
@@ -120,7 +122,7 @@ async def login(
     email: str,
     password: str,
     device_token: str | None = None,
-) -> SignedIn | ChallengeResponse:
+) -> SignedIn | ChallengeResponse | EnrollmentRequired:
     email = normalise_email(email)
     user = await repository.get_by_email(db, email)
     device = await devices.recognise(db, svc, user, device_token)
@@ -137,6 +139,9 @@ async def login(
         audit.record(db, svc, client, "login.succeeded", user.id, next="mfa_challenge")
         device_id = device.id if device else None
         return await challenges.start(db, svc, user.id, user.credentials_version, device_id)
+    if svc.settings.require_mfa:
+        audit.record(db, svc, client, "login.succeeded", user.id, next="mfa_enrollment")
+        return await enrollment.start(svc, user)
     audit.record(db, svc, client, "login.succeeded", user.id)
     return await _signed_in(db, svc, client, user, ["pwd"], device)
 

@@ -4,26 +4,24 @@ import uuid
 from datetime import datetime
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, JsonValue
 
 from mfa_service.schemas import optional_in_clients
+
+TOKEN_RESPONSE_EXAMPLE: dict[str, JsonValue] = {
+    "status": "authenticated",
+    "token_type": "Bearer",
+    "access_token": "eyJhbGciOiJFUzI1NiIsImtpZCI6Ii4uLiIsInR5cCI6ImF0K2p3dCJ9...",
+    "expires_in": 900,
+    "refresh_token": "t3Ftq0b1V1t1uJ5c0m2z3qT7nQ...",
+}
 
 
 class TokenResponse(BaseModel):
     model_config = ConfigDict(
         # Every field is always sent: the document says so (`status` is the login union's tag).
         json_schema_serialization_defaults_required=True,
-        json_schema_extra={
-            "examples": [
-                {
-                    "status": "authenticated",
-                    "token_type": "Bearer",
-                    "access_token": "eyJhbGciOiJFUzI1NiIsImtpZCI6Ii4uLiIsInR5cCI6ImF0K2p3dCJ9...",
-                    "expires_in": 900,
-                    "refresh_token": "t3Ftq0b1V1t1uJ5c0m2z3qT7nQ...",
-                }
-            ]
-        },
+        json_schema_extra={"examples": [TOKEN_RESPONSE_EXAMPLE]},
     )
 
     status: Literal["authenticated"] = "authenticated"
@@ -43,16 +41,7 @@ class SignedIn(TokenResponse):
     model_config = ConfigDict(
         json_schema_serialization_defaults_required=True,
         json_schema_extra={
-            "examples": [
-                {
-                    "status": "authenticated",
-                    "token_type": "Bearer",
-                    "access_token": "eyJhbGciOiJFUzI1NiIsImtpZCI6Ii4uLiIsInR5cCI6ImF0K2p3dCJ9...",
-                    "expires_in": 900,
-                    "refresh_token": "t3Ftq0b1V1t1uJ5c0m2z3qT7nQ...",
-                    "device_token": DEVICE_TOKEN_EXAMPLE,
-                }
-            ]
+            "examples": [{**TOKEN_RESPONSE_EXAMPLE, "device_token": DEVICE_TOKEN_EXAMPLE}]
         },
     )
 
