@@ -195,3 +195,20 @@ async def test_the_challenge_answer_carries_the_device_token(
     events = await client.get("/users/me/events", headers=bearer(answered.json()["access_token"]))
     assert device not in events.text
     assert rotated not in events.text
+
+
+async def test_an_address_locked_by_guessing_still_lets_a_device_in(
+    backend: Backend, clock: FakeClock
+) -> None:
+    """A shared address (an office NAT) from which someone guessed at many accounts: the IP
+    limit refuses strangers there, not the owner's device."""
+    async with app_for(backend, clock, login_ip_max_failures=3) as client:
+        email = new_email()
+        await register(client, email)
+        device = (await log_in(client, email, ip="192.0.2.50")).json()["device_token"]
+        for _ in range(3):
+            r = await log_in(client, new_email(), "wrong password", ip="192.0.2.99")
+            assert r.status_code == 401
+        assert (await log_in(client, email, ip="192.0.2.99")).status_code == 429
+        r = await log_in(client, email, device_token=device, ip="192.0.2.99")
+        assert r.status_code == 200, r.text
