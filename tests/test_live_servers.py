@@ -312,9 +312,11 @@ async def test_redis_outage_fails_closed_and_recovers(backend: Backend) -> None:
 
             server.stop()
             login_body = {"email": user.email, "password": PASSWORD}
+            device_login = {**login_body, "device_token": tokens["device_token"]}
             for method, url, kwargs in [
                 ("POST", "/auth/login", {"json": {"email": plain, "password": PASSWORD}}),
                 ("POST", "/auth/login", {"json": login_body}),
+                ("POST", "/auth/login", {"json": device_login}),
                 ("POST", "/mfa/challenge", {"json": {"challenge_token": pending, "code": code}}),
                 ("POST", "/auth/refresh", {"json": {"refresh_token": tokens["refresh_token"]}}),
                 (
@@ -323,6 +325,7 @@ async def test_redis_outage_fails_closed_and_recovers(backend: Backend) -> None:
                     {"json": {"code": code}, "headers": bearer(tokens["access_token"])},
                 ),
                 ("GET", "/users/me", {"headers": bearer(tokens["access_token"])}),
+                ("GET", "/users/me/sessions", {"headers": bearer(tokens["access_token"])}),
                 ("GET", "/readyz", {}),
             ]:
                 assert_unavailable(await send(client, method, url, **kwargs))
@@ -448,6 +451,8 @@ async def test_database_outage_fails_closed_and_recovers(
             user = await mfa_user(client, clock)
             pending = await challenge(client, user.email)
             tokens = await login(client, plain)
+            device_login = {"email": plain, "password": PASSWORD}
+            device_login["device_token"] = tokens["device_token"]
             code = totp_code(user.secret, clock)
 
             await proxy.close()
@@ -455,7 +460,10 @@ async def test_database_outage_fails_closed_and_recovers(
                 ("POST", "/auth/login", {"json": {"email": plain, "password": PASSWORD}}),
                 ("POST", "/mfa/challenge", {"json": {"challenge_token": pending, "code": code}}),
                 ("POST", "/auth/refresh", {"json": {"refresh_token": tokens["refresh_token"]}}),
+                ("POST", "/auth/login", {"json": device_login}),
                 ("GET", "/users/me", {"headers": bearer(access)}),
+                ("GET", "/users/me/sessions", {"headers": bearer(access)}),
+                ("DELETE", "/users/me/devices", {"headers": bearer(access)}),
                 ("GET", "/readyz", {}),
             ]:
                 assert_unavailable(await send(client, method, url, **kwargs))

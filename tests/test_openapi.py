@@ -143,12 +143,22 @@ async def test_security_alternatives(document: dict[str, Any]) -> None:
     assert {"token", "client_id", "client_secret"} <= set(form["properties"])
     me = document["paths"]["/users/me"]["get"]
     assert me["security"] == [{"HTTPBearer": []}]
+    # The enrollment routes: an access token, or an enrollment token (MFA_REQUIRE_MFA).
+    for path in ("/mfa/totp/setup", "/mfa/totp/confirm", "/mfa/webauthn/registrations"):
+        assert document["paths"][path]["post"]["security"] == [
+            {"HTTPBearer": []},
+            {"EnrollmentToken": []},
+        ]
 
 
 async def test_login_answer_is_a_union_on_status(document: dict[str, Any]) -> None:
     schema = response_schema(document, "/auth/login", "post", 200, "application/json")
     assert schema["discriminator"]["propertyName"] == "status"
-    assert set(schema["discriminator"]["mapping"]) == {"authenticated", "mfa_required"}
+    assert set(schema["discriminator"]["mapping"]) == {
+        "authenticated",
+        "mfa_required",
+        "mfa_enrollment_required",
+    }
     for variant in schema["oneOf"]:
         assert "status" in resolve(document, variant)["required"]
 
@@ -354,6 +364,30 @@ async def test_a_challenge_matches_the_document(
     )
     assert answered.status_code == 200
     assert_matches(document, answered, "/mfa/challenge", "post")
+
+
+async def test_enrollment_answers_match_the_document(
+    backend: Backend, clock: FakeClock, document: dict[str, Any]
+) -> None:
+    async with running_app(settings_for(backend, require_mfa=True), clock) as client:
+        email = new_email()
+        await client.post("/auth/register", json={"email": email, "password": PASSWORD})
+        login = await client.post("/auth/login", json={"email": email, "password": PASSWORD})
+        assert login.json()["status"] == "mfa_enrollment_required"
+        assert_matches(document, login, "/auth/login", "post")
+        auth = bearer(login.json()["enrollment_token"])
+        setup = await client.post("/mfa/totp/setup", headers=auth)
+        confirmed = await client.post(
+            "/mfa/totp/confirm",
+            headers=auth,
+            json={"code": totp_code(setup.json()["secret"], clock)},
+        )
+        assert "access_token" in confirmed.json()
+        assert_matches(document, confirmed, "/mfa/totp/confirm", "post")
+        sessions = await client.get(
+            "/users/me/sessions", headers=bearer(confirmed.json()["access_token"])
+        )
+        assert_matches(document, sessions, "/users/me/sessions", "get")
 
 
 # --- limits and introspection need their own settings ----------------------------------------

@@ -24,6 +24,7 @@ from mfa_service.db import (
     create_statement_sessionmaker,
     open_pool,
 )
+from mfa_service.devices import routes as devices_routes
 from mfa_service.docs import install_docs, operation_id
 from mfa_service.errors import PayloadTooLarge, install_handlers, responses
 from mfa_service.factors import routes as factors_routes
@@ -184,6 +185,7 @@ def create_app(settings: Settings | None = None, clock: Clock | None = None) -> 
         webauthn_routes.router,
         introspection_routes.router,
         sessions_routes.router,
+        devices_routes.router,
         tokens_routes.router,
         health_router,
     ):

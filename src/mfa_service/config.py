@@ -102,6 +102,17 @@ class Settings(BaseSettings):
     # Enrolling a factor needs an authentication event at most this old (RFC 9470 max_age).
     reauth_max_age: int = Field(default=300, ge=30, le=3600)
 
+    # Device tokens (SPEC §8): a login that sends one back skips the account and IP password
+    # limits and has its own (device_max_failures wrong passwords spend it).
+    device_token_days: int = Field(default=90, ge=1, le=3650)
+    device_max_failures: int = Field(default=10, ge=1)
+    # How long "remember this device" skips the challenge; 0 turns the feature off.
+    remember_device_days: int = Field(default=30, ge=0, le=3650)
+    # Users without a second factor must enroll one before they get tokens.
+    require_mfa: bool = False
+    # How long an enrollment token (MFA_REQUIRE_MFA) may be used.
+    enrollment_ttl: int = Field(default=900, ge=60, le=3600)
+
     # WebAuthn relying party (SPEC §7). Unset: derived from MFA_ISSUER (its host; its origin).
     webauthn_rp_id: str | None = None
     webauthn_rp_name: str | None = Field(default=None, description="Default: MFA_TOTP_ISSUER.")

@@ -320,6 +320,13 @@ class WebAuthnCredentialNotFound(ServiceError):
     detail = "The user has no WebAuthn credential with this id."
 
 
+class SessionNotFound(ServiceError):
+    status = 404
+    code = "not_found"
+    title = "No such session"
+    detail = "No live session of yours has this id."
+
+
 class NoWebAuthnCredential(ServiceError):
     status = 403
     code = "no_webauthn_credential"

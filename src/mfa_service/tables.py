@@ -4,6 +4,7 @@ from sqlmodel import SQLModel
 
 from mfa_service.accounts.models import User
 from mfa_service.audit.models import AuditEvent
+from mfa_service.devices.models import DeviceToken
 from mfa_service.factors.backup_codes.models import BackupCode
 from mfa_service.factors.totp.models import TotpCredential
 from mfa_service.factors.webauthn.models import WebAuthnCredential
@@ -15,6 +16,7 @@ metadata = SQLModel.metadata
 __all__ = [
     "AuditEvent",
     "BackupCode",
+    "DeviceToken",
     "RefreshToken",
     "Session",
     "SigningKey",

@@ -115,6 +115,20 @@ async def test_token_of_a_session_ended_elsewhere_is_inactive(client: httpx.Asyn
     assert (await introspect(client, second["access_token"])).json()["active"] is True
 
 
+async def test_token_of_a_session_the_user_ended_is_inactive(client: httpx.AsyncClient) -> None:
+    email, first = await registered_login(client)
+    second = (await client.post("/auth/login", json={"email": email, "password": PASSWORD})).json()
+    items = (await client.get("/users/me/sessions", headers=bearer(second["access_token"]))).json()
+    (old,) = [i for i in items["items"] if not i["current"]]
+    assert (await introspect(client, first["access_token"])).json()["active"] is True
+    r = await client.delete(
+        f"/users/me/sessions/{old['id']}", headers=bearer(second["access_token"])
+    )
+    assert r.status_code == 204
+    assert (await introspect(client, first["access_token"])).json() == {"active": False}
+    assert (await introspect(client, second["access_token"])).json()["active"] is True
+
+
 async def test_forged_and_foreign_tokens_are_inactive(client: httpx.AsyncClient) -> None:
     _, tokens = await registered_login(client)
     real = jwt.decode(tokens["access_token"], options={"verify_signature": False})

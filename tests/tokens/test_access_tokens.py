@@ -81,7 +81,15 @@ async def test_discovery_names_the_jwks(client: httpx.AsyncClient) -> None:
     assert doc["issuer"] == "http://mfa.test"
     assert doc["jwks_uri"] == "http://mfa.test/.well-known/jwks.json"
     # Every amr value a token can carry (RFC 8176), security keys and passkeys included.
-    assert set(doc["amr_values_supported"]) == {"pwd", "mfa", "otp", "recovery", "hwk", "swk"}
+    assert set(doc["amr_values_supported"]) == {
+        "pwd",
+        "mfa",
+        "otp",
+        "recovery",
+        "hwk",
+        "swk",
+        "device",
+    }
 
 
 async def test_alg_none_and_hmac_with_the_public_key_are_refused(

@@ -46,6 +46,7 @@ export type LoginProblem = Login["responses"][401 | 422 | 429 | 503]["content"][
 export type LoginOutcome =
   | { kind: "signed-in"; accessToken: string; refreshToken: string; expiresIn: number }
   | { kind: "second-factor"; challengeToken: string; methods: readonly string[]; securityKey: boolean }
+  | { kind: "enroll"; enrollmentToken: string; expiresIn: number }
   | { kind: "refused"; code: LoginProblem["code"]; message: string; retryAfter: number | null };
 
 export function loginMessage(problem: LoginProblem): string {
@@ -62,13 +63,17 @@ export function loginMessage(problem: LoginProblem): string {
   }
 }
 
+// The device token of this device's last login: kept by the app, sent with the next login.
+let deviceToken: string | undefined;
+
 export async function login(email: string, password: string): Promise<LoginOutcome> {
-  const request: LoginRequest = { email, password };
+  const request: LoginRequest = deviceToken === undefined ? { email, password } : { email, password, device_token: deviceToken };
   const r = await send("/auth/login", "POST", request);
   if (r.ok) {
     const answer = (await r.json()) as LoginAnswer;
     switch (answer.status) {
       case "authenticated":
+        deviceToken = answer.device_token;
         return {
           kind: "signed-in",
           accessToken: answer.access_token,
@@ -82,6 +87,8 @@ export async function login(email: string, password: string): Promise<LoginOutco
           methods: answer.methods,
           securityKey: answer.webauthn != null,
         };
+      case "mfa_enrollment_required":
+        return { kind: "enroll", enrollmentToken: answer.enrollment_token, expiresIn: answer.expires_in };
       default:
         return unreachable(answer);
     }
@@ -101,13 +108,19 @@ export type ChallengeProblem = Challenge["responses"][401 | 422 | 429]["content"
 export async function answerChallenge(
   challengeToken: string,
   factor: { code: string } | { backupCode: string },
+  rememberDevice?: boolean,
 ): Promise<ChallengeTokens> {
+  const remember_device = rememberDevice ?? false;
   const answer: ChallengeAnswer =
     "code" in factor
-      ? { challenge_token: challengeToken, code: factor.code }
-      : { challenge_token: challengeToken, backup_code: factor.backupCode };
+      ? { challenge_token: challengeToken, code: factor.code, remember_device }
+      : { challenge_token: challengeToken, backup_code: factor.backupCode, remember_device };
   const r = await send("/mfa/challenge", "POST", answer);
-  if (r.ok) return (await r.json()) as ChallengeTokens;
+  if (r.ok) {
+    const tokens = (await r.json()) as ChallengeTokens;
+    deviceToken = tokens.device_token;
+    return tokens;
+  }
   throw new ApiError(r.status, (await r.json()) as ChallengeProblem);
 }
 
@@ -154,7 +167,7 @@ export type DocumentChecks = [
   Expect<LiteralUnion<ChallengeProblem["code"]>>,
   Expect<Equal<Extract<LoginProblem["code"], "invalid_credentials">, "invalid_credentials">>,
   // The login answer is discriminated on `status`.
-  Expect<Equal<LoginAnswer["status"], "authenticated" | "mfa_required">>,
+  Expect<Equal<LoginAnswer["status"], "authenticated" | "mfa_required" | "mfa_enrollment_required">>,
   // The 422 is the problem+json the service sends, with its field errors.
   Expect<Known<Login["responses"][422]["content"][ProblemMedia]["errors"][number]["loc"]>>,
 ];

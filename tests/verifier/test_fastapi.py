@@ -11,9 +11,10 @@ import httpx
 import pytest
 from fastapi import Depends, FastAPI
 from mfa_verify import AccessClaims, Verifier
+from mfa_verify.errors import InsufficientAuthentication
 from mfa_verify.fastapi import MfaAuth, install_error_handlers
 
-from tests.support import FakeClock, bearer
+from tests.support import PASSWORD, FakeClock, bearer, totp_code
 from tests.verifier.support import (
     Issuer,
     backup_code_login,
@@ -39,6 +40,12 @@ def protected_app(verifier: Verifier, *, handlers: bool) -> FastAPI:
         claims: Annotated[AccessClaims, Depends(auth.require_mfa(max_age=None))],
     ) -> list[str]:
         return sorted(claims.amr)
+
+    @app.get("/recent-factor")
+    async def recent_factor(
+        claims: Annotated[AccessClaims, Depends(auth.require_mfa())],
+    ) -> str:
+        return claims.sid
 
     @app.get("/recent-otp")
     async def recent_otp(
@@ -123,3 +130,50 @@ def test_require_mfa_needs_a_method_or_none() -> None:
     auth = MfaAuth(Verifier("http://mfa.test", "aud"))
     with pytest.raises(ValueError, match="methods"):
         auth.require_mfa(methods=set())
+
+
+async def test_a_remembered_device_is_no_factor(issuer: Issuer, clock: FakeClock) -> None:
+    """A login that skipped the challenge on a remembered device: amr [pwd, mfa, device]. It
+    is multi-factor for a service that asks nothing more, but proves no factor now: a demand
+    for otp or hwk, or for a recent factor, answers 401 and the client steps up."""
+    user = await totp_login(issuer.client, clock)
+    r = await issuer.client.post("/auth/login", json={"email": user.email, "password": PASSWORD})
+    clock.advance(30)
+    answered = await issuer.client.post(
+        "/mfa/challenge",
+        json={
+            "challenge_token": r.json()["challenge_token"],
+            "code": totp_code(user.secret, clock),
+            "remember_device": True,
+        },
+    )
+    assert answered.status_code == 200, answered.text
+    r = await issuer.client.post(
+        "/auth/login",
+        json={
+            "email": user.email,
+            "password": PASSWORD,
+            "device_token": answered.json()["device_token"],
+        },
+    )
+    device_login = r.json()["access_token"]
+    async with serving(issuer) as svc:
+        r = await svc.get("/any-factor", headers=bearer(device_login))
+        assert r.json() == ["device", "mfa", "pwd"]
+        for path in ("/recent-factor", "/recent-otp"):
+            refused = await svc.get(path, headers=bearer(device_login))
+            assert refused.status_code == 401, path
+            challenge = parse_bearer_challenge(refused.headers["www-authenticate"])
+            assert challenge["error"] == "insufficient_user_authentication"
+        # The control: the TOTP login meets the recent-factor demand.
+        assert (
+            await svc.get("/recent-factor", headers=bearer(user.access_token))
+        ).status_code == 200
+    async with issuer.verifier() as (verifier, _):
+        claims = await verifier.verify(device_login)
+        verifier.require(claims)  # no demand beyond `mfa`
+        # A demand for `device` itself is no way round it: it is no method.
+        with pytest.raises(InsufficientAuthentication):
+            verifier.require(claims, methods={"device"})
+        with pytest.raises(InsufficientAuthentication):
+            verifier.require(claims, max_age=3600)

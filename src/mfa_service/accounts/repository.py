@@ -37,6 +37,19 @@ async def bump_credentials_version(db: AsyncSession, user_id: uuid.UUID) -> int:
     return version
 
 
+async def claim_credentials_version(db: AsyncSession, user_id: uuid.UUID, expected: int) -> bool:
+    """Move the user's credentials version on from `expected`, only if it is still that: the
+    row count decides between concurrent claims (the loser waits for the winner's commit on
+    PostgreSQL, then finds the version moved)."""
+    result = await db.exec(
+        update(User)
+        .where(col(User.id) == user_id, col(User.credentials_version) == expected)
+        .values(credentials_version=expected + 1)
+        .execution_options(synchronize_session=False)
+    )
+    return result.rowcount == 1
+
+
 async def replace_password_hash(db: AsyncSession, user_id: uuid.UUID, old: str, new: str) -> None:
     """A rehash with current parameters, unless the password changed meanwhile."""
     await db.exec(

@@ -7,7 +7,7 @@ from pydantic import Field
 
 from mfa_service.accounts import service
 from mfa_service.accounts.schemas import (
-    Credentials,
+    LoginRequest,
     MeOut,
     PasswordChangeRequest,
     ReauthenticateRequest,
@@ -16,6 +16,7 @@ from mfa_service.accounts.schemas import (
 )
 from mfa_service.challenges.schemas import ChallengeResponse
 from mfa_service.db import SessionDep, statements_autocommit
+from mfa_service.enrollment.schemas import EnrollmentRequired
 from mfa_service.errors import (
     EmailTaken,
     InvalidCode,
@@ -32,12 +33,14 @@ from mfa_service.errors import (
 from mfa_service.net import ClientDep
 from mfa_service.services import ServicesDep
 from mfa_service.sessions.dependencies import CurrentClaims
-from mfa_service.sessions.schemas import TokenResponse
+from mfa_service.sessions.schemas import SignedIn, TokenResponse
 
 router = APIRouter(tags=["accounts"])
 
 # The login answer: tokens, or a challenge when the account has a second factor.
-LoginResponse = Annotated[TokenResponse | ChallengeResponse, Field(discriminator="status")]
+LoginResponse = Annotated[
+    SignedIn | ChallengeResponse | EnrollmentRequired, Field(discriminator="status")
+]
 
 
 @router.post(
@@ -70,23 +73,34 @@ async def register(
     response_model_exclude_none=True,  # `webauthn` only when the user has a security key
     operation_id="login",
     summary="Log in with email and password",
-    response_description="`status` tells which: `authenticated` (tokens) or `mfa_required` "
-    "(a challenge).",
+    response_description="`status` tells which: `authenticated` (tokens), `mfa_required` "
+    "(a challenge) or `mfa_enrollment_required` (MFA_REQUIRE_MFA).",
     responses=responses(
         InvalidCredentials, RequestValidationFailed, RateLimited, ServiceUnavailable, Overloaded
     ),
 )
 async def login(
-    body: Credentials, db: SessionDep, svc: ServicesDep, client: ClientDep
-) -> TokenResponse | ChallengeResponse:
+    body: LoginRequest, db: SessionDep, svc: ServicesDep, client: ClientDep
+) -> SignedIn | ChallengeResponse | EnrollmentRequired:
     """Tokens (`status: authenticated`) for an account without a second factor; with one, a
     challenge (`status: mfa_required`) to answer at `POST /mfa/challenge`.
 
     Unknown email and wrong password give the same answer. Wrong passwords are counted per
     account and client IP (10 in 15 min), per account (100) and per client IP (100); beyond a
     limit the answer is 429 with `Retry-After`, even for the right password.
+
+    Tokens come with a `device_token`: send it with the next login to this account from this
+    device. A login with a valid one is exempt from those three limits (a stranger's guessing
+    cannot lock the owner out) and has its own: 10 wrong passwords spend the device token. If
+    the device was remembered at `POST /mfa/challenge` (`remember_device`), the login skips
+    the challenge: amr `["pwd", "mfa", "device"]`.
+
+    With `MFA_REQUIRE_MFA=true`, an account without a second factor gets no tokens but
+    `status: mfa_enrollment_required` and an `enrollment_token`: a Bearer credential for the
+    enrollment routes only (TOTP setup, QR, confirm; WebAuthn registration options and
+    registration), whose success answers with tokens.
     """
-    return await service.login(db, svc, client, body.email, body.password)
+    return await service.login(db, svc, client, body.email, body.password, body.device_token)
 
 
 @router.post(

@@ -8,6 +8,7 @@ from pydantic import BaseModel, ConfigDict, EmailStr, Field, model_validator
 from mfa_service.accounts.passwords import MAX_LENGTH, MIN_LENGTH
 from mfa_service.factors.schemas import FactorProof
 from mfa_service.factors.webauthn.schemas import AuthenticationCredential
+from mfa_service.sessions.schemas import DEVICE_TOKEN_EXAMPLE
 
 PasswordField = Field(min_length=MIN_LENGTH, max_length=MAX_LENGTH)
 
@@ -21,6 +22,27 @@ class Credentials(BaseModel):
 
     email: EmailStr = Field(max_length=320)
     password: str = Field(min_length=1, max_length=MAX_LENGTH)
+
+
+class LoginRequest(Credentials):
+    model_config = ConfigDict(
+        json_schema_extra={
+            "examples": [
+                {"email": "alice@example.com", "password": "correct horse battery staple"},
+                {
+                    "email": "alice@example.com",
+                    "password": "correct horse battery staple",
+                    "device_token": DEVICE_TOKEN_EXAMPLE,
+                },
+            ]
+        }
+    )
+
+    device_token: str | None = Field(
+        default=None,
+        max_length=200,
+        description="The `device_token` of this device's last login to this account, if any.",
+    )
 
 
 class RegisterRequest(Credentials):

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable
+
 from sqlalchemy.exc import IntegrityError
 from sqlmodel.ext.asyncio.session import AsyncSession
 
@@ -13,6 +15,10 @@ from mfa_service.challenges import service as challenges
 from mfa_service.challenges.schemas import ChallengeResponse
 from mfa_service.clock import now
 from mfa_service.db import end_transaction
+from mfa_service.devices import service as devices
+from mfa_service.devices.models import DeviceToken
+from mfa_service.enrollment import service as enrollment
+from mfa_service.enrollment.schemas import EnrollmentRequired
 from mfa_service.errors import (
     EmailTaken,
     InvalidCode,
@@ -28,7 +34,7 @@ from mfa_service.net import Client
 from mfa_service.services import Services
 from mfa_service.sessions import service as sessions
 from mfa_service.sessions.repository import session_user
-from mfa_service.sessions.schemas import TokenResponse
+from mfa_service.sessions.schemas import SignedIn, TokenResponse
 from mfa_service.tokens.access import AccessClaims
 
 
@@ -71,19 +77,36 @@ async def verify_password(
     email: str,
     user: User | None,
     password: str,
+    device: DeviceToken | None = None,
 ) -> bool:
     """Check a password under the guessing limits (login, and re-entry for sensitive
-    changes). With no user (unknown email) a dummy hash is checked: same cost, same count."""
+    changes): the account's, the IP's and the pair's, or, from a recognised `device`, that
+    device token's own. With no user (unknown email) a dummy hash is checked: same cost, same
+    count."""
     limiter = svc.login_limiter
-    attempt = await limiter.reserve_password(email, client.ip_bucket)
+    settle: Callable[[bool | None], Awaitable[bool]]
+    if device is None:
+        attempt = await limiter.reserve_password(email, client.ip_bucket)
+
+        async def settle(ok: bool | None) -> bool:
+            await limiter.settle_password(attempt, ok)
+            return False
+    else:
+        reservation = await limiter.reserve_device(device.id)
+
+        async def settle(ok: bool | None) -> bool:
+            return await limiter.settle_device(reservation, ok)
+
     await end_transaction(db)  # no connection (nor SQLite's write lock) held while hashing
     try:
         ok, new_hash = await svc.hasher.verify(password, user.password_hash if user else None)
     except BaseException:
-        await limiter.settle_password(attempt, None)  # nothing was checked: give it back
+        await settle(None)  # nothing was checked: give it back
         raise
     ok = ok and user is not None
-    await limiter.settle_password(attempt, ok)
+    if await settle(ok) and device is not None:
+        await devices.spend(db, device)
+        audit.record(db, svc, client, "device.spent", device.user_id)
     if not ok or user is None:
         return False
     if new_hash is not None:  # hashing parameters were raised since it was stored
@@ -93,20 +116,55 @@ async def verify_password(
 
 
 async def login(
-    db: AsyncSession, svc: Services, client: Client, email: str, password: str
-) -> TokenResponse | ChallengeResponse:
+    db: AsyncSession,
+    svc: Services,
+    client: Client,
+    email: str,
+    password: str,
+    device_token: str | None = None,
+) -> SignedIn | ChallengeResponse | EnrollmentRequired:
     email = normalise_email(email)
     user = await repository.get_by_email(db, email)
-    if not await verify_password(db, svc, client, email, user, password) or user is None:
+    device = await devices.recognise(db, svc, user, device_token)
+    if not await verify_password(db, svc, client, email, user, password, device) or user is None:
         audit.record(db, svc, client, "login.failed", user.id if user else None)
         raise InvalidCredentials()
     if user.mfa_enabled:
+        if device is not None:
+            # Read again after the hashing wait: a DELETE /users/me/devices may have come.
+            device = await devices.recognise(db, svc, user, device_token)
+        if device is not None and devices.is_remembered(svc, device, user):
+            audit.record(db, svc, client, "login.succeeded", user.id, next="remembered_device")
+            return await _signed_in(db, svc, client, user, ["pwd", "mfa", "device"], device)
         audit.record(db, svc, client, "login.succeeded", user.id, next="mfa_challenge")
-        return await challenges.start(db, svc, user.id, user.credentials_version)
+        device_id = device.id if device else None
+        return await challenges.start(db, svc, user.id, user.credentials_version, device_id)
+    if svc.settings.require_mfa:
+        audit.record(db, svc, client, "login.succeeded", user.id, next="mfa_enrollment")
+        return await enrollment.start(svc, user)
     audit.record(db, svc, client, "login.succeeded", user.id)
-    return await sessions.start_session(
-        db, svc, user_id=user.id, amr=["pwd"], credentials_version=user.credentials_version
+    return await _signed_in(db, svc, client, user, ["pwd"], device)
+
+
+async def _signed_in(
+    db: AsyncSession,
+    svc: Services,
+    client: Client,
+    user: User,
+    amr: list[str],
+    device: DeviceToken | None,
+) -> SignedIn:
+    """A new session and the device's next token (a new device's first)."""
+    device_token = await devices.issue(db, svc, user.id, device.id if device else None)
+    tokens = await sessions.start_session(
+        db,
+        svc,
+        client=client,
+        user_id=user.id,
+        amr=amr,
+        credentials_version=user.credentials_version,
     )
+    return SignedIn(**tokens.model_dump(), device_token=device_token)
 
 
 async def reauthenticate(

@@ -18,7 +18,7 @@ from mfa_service.errors import (
 )
 from mfa_service.net import ClientDep
 from mfa_service.services import ServicesDep
-from mfa_service.sessions.schemas import TokenResponse
+from mfa_service.sessions.schemas import SignedIn
 
 router = APIRouter(tags=["mfa"])
 
@@ -32,7 +32,7 @@ challenge_bearer = HTTPBearer(
 
 @router.post(
     "/mfa/challenge",
-    response_model=TokenResponse,
+    response_model=SignedIn,
     operation_id="answerChallenge",
     summary="Answer an MFA challenge",
     responses=responses(
@@ -56,6 +56,9 @@ async def answer_challenge(
     `navigator.credentials.get()` called with this challenge's `webauthn` request options).
     No challenge token, or an unknown, used or expired one: 401 `challenge_expired`.
 
+    The answer carries a `device_token` (see `POST /auth/login`); with `remember_device: true`
+    later logins that send it skip the challenge for `MFA_REMEMBER_DEVICE_DAYS`.
+
     A challenge allows 5 wrong answers, then it is burned; 10 wrong answers for a user within
     15 minutes lock the second factor for 15 minutes (429 with `Retry-After`). A wrong
     assertion uses up the challenge's WebAuthn options (a code still works).
@@ -63,6 +66,6 @@ async def answer_challenge(
     token = body.challenge_token or (credentials.credentials if credentials else None)
     if not token:
         raise ChallengeExpired()
-    tokens = await service.answer(db, svc, client, token, body)
+    tokens = await service.answer(db, svc, client, token, body, body.remember_device)
     # Serialised once: returned as a model, FastAPI would validate it again first.
     return Response(tokens.model_dump_json(), media_type="application/json")

@@ -10,6 +10,7 @@ from mfa_service.factors.webauthn.schemas import (
     REQUEST_OPTIONS_EXAMPLE,
     RequestOptions,
 )
+from mfa_service.schemas import optional_in_clients
 
 
 def _as_sent(schema: dict[str, Any]) -> None:
@@ -59,6 +60,7 @@ class ChallengeAnswer(FactorProof):
         json_schema_extra={
             "examples": [
                 {"challenge_token": "5b0c…", "code": "123456"},
+                {"challenge_token": "5b0c…", "code": "123456", "remember_device": True},
                 {"challenge_token": "5b0c…", "backup_code": "7k3qz-9wm2x"},
                 {"challenge_token": "5b0c…", "webauthn": ASSERTION_EXAMPLE},
             ]
@@ -67,4 +69,12 @@ class ChallengeAnswer(FactorProof):
 
     challenge_token: str | None = Field(
         default=None, description="Or send it as `Authorization: Bearer <challenge_token>`."
+    )
+    remember_device: bool = Field(
+        default=False,
+        description="Remember this device (default false): for `MFA_REMEMBER_DEVICE_DAYS` "
+        "(30), a login that sends the `device_token` of this answer skips the challenge (amr "
+        "`[pwd, mfa, device]`). Forgotten on a password or MFA change and by "
+        "`DELETE /users/me/devices`.",
+        json_schema_extra=optional_in_clients,
     )

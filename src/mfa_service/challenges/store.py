@@ -2,7 +2,8 @@
 factor throttle (`factors.throttle`), which shares these keys.
 
 The challenge token is opaque: AES-GCM (a key derived from the data key) over the user id,
-the credentials version the login was decided on, and 256 random bits. It reveals nothing,
+the credentials version the login was decided on, the device the login came from (its
+device token's id, or zeros), and 256 random bits. It reveals nothing,
 not even the user; the service opens it to find the user's Redis keys (one cluster slot, one
 round trip), and a forged or altered token fails to open. Redis holds the challenge under the
 SHA-256 of the whole token.
@@ -49,8 +50,9 @@ redis.call('PEXPIRE', KEYS[1], ARGV[1])
 return 1
 """
 
-_AAD = b"mfa-service challenge token v1"
-_PAYLOAD = struct.Struct(">16sQ32s")  # user id, credentials version, random
+_AAD = b"mfa-service challenge token v2"
+_PAYLOAD = struct.Struct(">16sQ16s32s")  # user id, credentials version, device id, random
+_NO_DEVICE = bytes(16)
 
 
 @dataclass(frozen=True)
@@ -59,6 +61,7 @@ class Challenge:
     token_hash: str  # SHA-256 of the token: what a two-step factor's options are bound to
     key: str  # the challenge's Redis key
     credentials_version: int
+    device_id: uuid.UUID | None  # the device token the login sent, if it was valid
 
 
 @functools.lru_cache(maxsize=4)
@@ -66,36 +69,45 @@ def _aead(box: SecretBox) -> AESGCM:
     return AESGCM(box.derive("challenge-token"))  # once per data key, not per request
 
 
-def open_token(box: SecretBox, token: str) -> tuple[uuid.UUID, int]:
-    """(user id, credentials version) of a token we made, or ChallengeExpired."""
+def _open(box: SecretBox, token: str) -> tuple[uuid.UUID, int, uuid.UUID | None]:
     try:
         raw = base64.urlsafe_b64decode(token + "=" * (-len(token) % 4))
         plain = _aead(box).decrypt(raw[:12], raw[12:], _AAD)
-        user_bytes, version, _ = _PAYLOAD.unpack(plain)
+        user_bytes, version, device_bytes, _ = _PAYLOAD.unpack(plain)
     except (binascii.Error, ValueError, InvalidTag, struct.error):
         raise ChallengeExpired() from None
-    return uuid.UUID(bytes=user_bytes), version
+    device = None if device_bytes == _NO_DEVICE else uuid.UUID(bytes=device_bytes)
+    return uuid.UUID(bytes=user_bytes), version, device
+
+
+def open_token(box: SecretBox, token: str) -> tuple[uuid.UUID, int]:
+    """(user id, credentials version) of a token we made, or ChallengeExpired."""
+    user_id, version, _ = _open(box, token)
+    return user_id, version
 
 
 def parse(svc: Services, token: str) -> Challenge:
     """The challenge a token names, or ChallengeExpired for anything that is not ours."""
-    return _challenge(svc, token, *open_token(svc.box, token))
+    return _challenge(svc, token, *_open(svc.box, token))
 
 
-def _challenge(svc: Services, token: str, user_id: uuid.UUID, version: int) -> Challenge:
+def _challenge(
+    svc: Services, token: str, user_id: uuid.UUID, version: int, device_id: uuid.UUID | None
+) -> Challenge:
     keys = UserKeys(svc.settings.redis_prefix, user_id)
     token_hash = hashlib.sha256(token.encode()).hexdigest()
-    return Challenge(keys, token_hash, keys.challenge(token_hash), version)
+    return Challenge(keys, token_hash, keys.challenge(token_hash), version, device_id)
 
 
 async def create(
-    svc: Services, user_id: uuid.UUID, credentials_version: int
+    svc: Services, user_id: uuid.UUID, credentials_version: int, device_id: uuid.UUID | None
 ) -> tuple[str, Challenge]:
-    plain = _PAYLOAD.pack(user_id.bytes, credentials_version, secrets.token_bytes(32))
+    device = _NO_DEVICE if device_id is None else device_id.bytes
+    plain = _PAYLOAD.pack(user_id.bytes, credentials_version, device, secrets.token_bytes(32))
     nonce = secrets.token_bytes(12)
     raw = nonce + _aead(svc.box).encrypt(nonce, plain, _AAD)
     token = base64.urlsafe_b64encode(raw).decode().rstrip("=")
-    challenge = _challenge(svc, token, user_id, credentials_version)
+    challenge = _challenge(svc, token, user_id, credentials_version, device_id)
     ttl_ms = svc.settings.challenge_ttl * 1000
     # Expiry is decided by the service clock (the Redis TTL only collects the garbage).
     expires_ms = int(svc.clock.time() * 1000) + ttl_ms

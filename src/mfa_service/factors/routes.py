@@ -3,6 +3,7 @@ from __future__ import annotations
 from fastapi import APIRouter, Response, status
 
 from mfa_service.db import SessionDep, statements_autocommit
+from mfa_service.enrollment.dependencies import EnrollingClaims
 from mfa_service.errors import (
     InsufficientUserAuthentication,
     InvalidCode,
@@ -28,6 +29,7 @@ from mfa_service.factors.schemas import (
     PresenceProof,
     TotpCode,
     TotpConfirmed,
+    TotpEnrolled,
     TotpSetup,
 )
 from mfa_service.factors.totp import otp
@@ -68,13 +70,16 @@ async def mfa_state(claims: CurrentClaims, db: SessionDep) -> MfaState:
     ),
 )
 async def totp_setup(
-    claims: CurrentClaims, db: SessionDep, svc: ServicesDep, response: Response
+    claims: EnrollingClaims, db: SessionDep, svc: ServicesDep, response: Response
 ) -> TotpSetup:
     """A new pending secret (any earlier pending one is replaced). Scan the QR code, then
     confirm with a first code. The secret is never shown again once TOTP is active.
 
     Needs a recent authentication (`auth_time` within `MFA_REAUTH_MAX_AGE`, 300 s): else 401
-    `insufficient_user_authentication`; call `POST /auth/reauthenticate` and retry."""
+    `insufficient_user_authentication`; call `POST /auth/reauthenticate` and retry.
+
+    Takes an enrollment token (`MFA_REQUIRE_MFA`) instead of an access token too, as do the
+    QR code routes and the confirmation."""
     response.headers.update(NO_STORE)
     return await service.setup_totp(db, svc, claims)
 
@@ -86,7 +91,7 @@ async def totp_setup(
     response_class=Response,
     responses={200: PNG, **responses(InvalidToken, PendingNotFound, ServiceUnavailable)},
 )
-async def totp_qr_png(claims: CurrentClaims, db: SessionDep, svc: ServicesDep) -> Response:
+async def totp_qr_png(claims: EnrollingClaims, db: SessionDep, svc: ServicesDep) -> Response:
     """The otpauth URI of the pending TOTP secret (from `POST /mfa/totp/setup`) as a PNG
     image, for the authenticator app to scan. 404 when nothing is pending (never once TOTP is
     active)."""
@@ -101,7 +106,7 @@ async def totp_qr_png(claims: CurrentClaims, db: SessionDep, svc: ServicesDep) -
     response_class=Response,
     responses={200: SVG, **responses(InvalidToken, PendingNotFound, ServiceUnavailable)},
 )
-async def totp_qr_svg(claims: CurrentClaims, db: SessionDep, svc: ServicesDep) -> Response:
+async def totp_qr_svg(claims: EnrollingClaims, db: SessionDep, svc: ServicesDep) -> Response:
     """As `GET /mfa/totp/qr.png`, as an SVG image."""
     uri = await service.pending_uri(db, svc, claims)
     return Response(otp.qr_svg(uri), media_type="image/svg+xml", headers=NO_STORE)
@@ -109,7 +114,7 @@ async def totp_qr_svg(claims: CurrentClaims, db: SessionDep, svc: ServicesDep) -
 
 @router.post(
     "/mfa/totp/confirm",
-    response_model=TotpConfirmed,
+    response_model=TotpConfirmed | TotpEnrolled,
     operation_id="confirmTotp",
     summary="Activate TOTP with a first code",
     responses=responses(
@@ -123,16 +128,19 @@ async def totp_qr_svg(claims: CurrentClaims, db: SessionDep, svc: ServicesDep) -
 )
 async def totp_confirm(
     body: TotpCode,
-    claims: CurrentClaims,
+    claims: EnrollingClaims,
     db: SessionDep,
     svc: ServicesDep,
     response: Response,
     client: ClientDep,
-) -> TotpConfirmed:
+) -> TotpConfirmed | TotpEnrolled:
     """A current code from the app proves it holds the pending secret; that code's time step
     counts as used. Returns 10 backup codes, shown this once (`[]` when the user already had
     a second factor). Other sessions and pending challenges end. Needs a recent
-    authentication, as the setup does."""
+    authentication, as the setup does.
+
+    With an enrollment token (`MFA_REQUIRE_MFA`) instead of an access token, the answer has
+    the `TokenResponse` fields too: the login's session, amr `["pwd", "mfa", "otp"]`."""
     response.headers.update(NO_STORE)
     return await service.confirm_totp(db, svc, client, claims, body.code)
 

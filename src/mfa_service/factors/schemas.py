@@ -7,6 +7,7 @@ from pydantic.json_schema import JsonSchemaValue
 from pydantic_core import CoreSchema
 
 from mfa_service.factors.webauthn.schemas import BACKUP_CODES_EXAMPLE, AuthenticationCredential
+from mfa_service.sessions.schemas import TOKEN_RESPONSE_EXAMPLE, TokenResponse
 
 CODE_DESCRIPTION = "A current 6-digit code from the authenticator app (spaces are ignored)."
 BACKUP_DESCRIPTION = "One of the backup codes, e.g. `7k3qz-9wm2x` (case and hyphens ignored)."
@@ -162,3 +163,20 @@ class TotpConfirmed(BackupCodes):
     )
 
     mfa_enabled: Literal[True] = True
+
+
+class TotpEnrolled(TokenResponse, TotpConfirmed):
+    """An enrollment with an enrollment token (MFA_REQUIRE_MFA): the login's tokens too."""
+
+    model_config = ConfigDict(
+        json_schema_serialization_defaults_required=True,
+        json_schema_extra={
+            "examples": [
+                {
+                    "mfa_enabled": True,
+                    "backup_codes": BACKUP_CODES_EXAMPLE,
+                    **TOKEN_RESPONSE_EXAMPLE,
+                }
+            ]
+        },
+    )

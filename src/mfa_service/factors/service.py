@@ -14,6 +14,8 @@ from sqlmodel.ext.asyncio.session import AsyncSession
 from mfa_service.accounts import service as accounts
 from mfa_service.accounts.models import User
 from mfa_service.audit import service as audit
+from mfa_service.enrollment import service as enrollment
+from mfa_service.enrollment.store import EnrollmentClaims
 from mfa_service.errors import (
     InsufficientUserAuthentication,
     InvalidCredentials,
@@ -33,6 +35,7 @@ from mfa_service.factors.schemas import (
     FactorProof,
     MfaState,
     TotpConfirmed,
+    TotpEnrolled,
     TotpSetup,
     TotpState,
     WebAuthnState,
@@ -47,6 +50,7 @@ from mfa_service.factors.webauthn.schemas import (
     CredentialList,
     CredentialOut,
     Registered,
+    RegisteredEnrolled,
     RegistrationRequest,
     RequestOptions,
 )
@@ -72,10 +76,13 @@ async def state(db: AsyncSession, claims: AccessClaims) -> MfaState:
 def require_recent_authentication(svc: Services, claims: AccessClaims, user: User) -> None:
     """Enrolling a factor needs a recent authentication event, with a second factor for a
     user who has one (SPEC §4): a stolen, older access token cannot bind an attacker's
-    authenticator."""
+    authenticator. A login on a remembered device (amr `device`) proved no factor now."""
+    if isinstance(claims, EnrollmentClaims):
+        return  # the login just proved the password; the token's short life is its recency
     max_age = svc.settings.reauth_max_age
     recent = svc.clock.time() - claims.auth_time <= max_age
-    if not recent or (user.mfa_enabled and "mfa" not in claims.amr):
+    factor_now = "mfa" in claims.amr and "device" not in claims.amr
+    if not recent or (user.mfa_enabled and not factor_now):
         raise InsufficientUserAuthentication(max_age)
 
 
@@ -94,12 +101,17 @@ async def pending_uri(db: AsyncSession, svc: Services, claims: AccessClaims) -> 
 
 async def confirm_totp(
     db: AsyncSession, svc: Services, client: Client, claims: AccessClaims, code: str
-) -> TotpConfirmed:
+) -> TotpConfirmed | TotpEnrolled:
     user = await accounts.current_user(db, claims)
     require_recent_authentication(svc, claims, user)
     await totp.confirm(db, svc, user.id, code)
+    if isinstance(claims, EnrollmentClaims):
+        await enrollment.claim(db, claims)
     codes = await _factor_added(db, svc, claims, user, "mfa_enabled")
     audit.record(db, svc, client, "totp.enabled", user.id)
+    if isinstance(claims, EnrollmentClaims):
+        tokens = await enrollment.finish(db, svc, client, claims, user, "otp")
+        return TotpEnrolled(backup_codes=codes, **tokens.model_dump())
     return TotpConfirmed(backup_codes=codes)
 
 
@@ -203,13 +215,20 @@ async def register_webauthn(
     client: Client,
     claims: AccessClaims,
     body: RegistrationRequest,
-) -> Registered:
+) -> Registered | RegisteredEnrolled:
     user = await accounts.current_user(db, claims)
     require_recent_authentication(svc, claims, user)
     credential = await webauthn.register(db, svc, user.id, str(claims.sid), body)
+    if isinstance(claims, EnrollmentClaims):
+        await enrollment.claim(db, claims)
     codes = await _factor_added(db, svc, claims, user, "webauthn_registered")
     audit.record(db, svc, client, "webauthn.registered", user.id, credential=str(credential.id))
-    return Registered(credential=webauthn.to_out(credential), backup_codes=codes)
+    out = webauthn.to_out(credential)
+    if isinstance(claims, EnrollmentClaims):
+        amr = "hwk" if credential.device_bound else "swk"
+        tokens = await enrollment.finish(db, svc, client, claims, user, amr)
+        return RegisteredEnrolled(credential=out, backup_codes=codes, **tokens.model_dump())
+    return Registered(credential=out, backup_codes=codes)
 
 
 async def webauthn_credentials(db: AsyncSession, claims: AccessClaims) -> CredentialList:

@@ -4,6 +4,8 @@
   passwords  (account, client IP): 10 wrong in 15 min, so a stranger elsewhere cannot lock
              the owner out; the account from every IP: 100; the client IP over all accounts:
              100. Unknown emails are counted and answered like known ones.
+  device     a device token (SPEC §8) replaces the three password counters for its logins:
+             device_max_failures wrong passwords over the token's life spend it.
   per IP     refresh-token and introspection-client guesses: 100 per 15 min each.
   register   20 attempts per IP per hour, every attempt counted whatever its answer.
   passkeys   passkey-login options: 300 calls per IP per 15 min, each counted; wrong
@@ -17,6 +19,7 @@ get no more evaluations than the limit; a genuine secret gives its reservation b
 from __future__ import annotations
 
 import hashlib
+import uuid
 from dataclasses import dataclass
 
 from mfa_service.config import Settings
@@ -86,6 +89,22 @@ class LoginLimiter:
                 limiter.settle_call(attempt.ip, now, outcome),
             ]
         )
+
+    def _device_limit(self, device_id: uuid.UUID) -> Limit:
+        s = self._settings
+        window = s.device_token_days * 86_400_000  # the token's life: failures never expire
+        return Limit(f"{s.redis_prefix}{{device:{device_id.hex}}}", s.device_max_failures, window)
+
+    async def reserve_device(self, device_id: uuid.UUID) -> Reservation:
+        """Admit one password check on a device token's own counter, or RateLimited."""
+        return await self._limiter.reserve(self._device_limit(device_id))
+
+    async def settle_device(self, reservation: Reservation, ok: bool | None) -> bool:
+        """The verdict (None: not checked at all); True when this failure spent the token."""
+        if ok is None:
+            await self._limiter.release(reservation)
+            return False
+        return await self._limiter.settle(reservation, ok)
 
     async def reserve_ip(self, kind: str, ip_bucket: str) -> Reservation:
         """Admit one guess at `kind` (refresh, introspect) from this client, or RateLimited."""

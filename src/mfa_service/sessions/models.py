@@ -25,6 +25,9 @@ class Session(SQLModel, table=True):
     revoked_reason: str | None = Field(default=None, max_length=50)
     # The user's credentials_version this session was decided on (see accounts.models).
     credentials_version: int = Field(default=0, sa_column_kwargs={"server_default": "0"})
+    # Where the login came from, for the user's list of sessions (None: made before 0006).
+    ip: str | None = Field(default=None, max_length=45)
+    user_agent: str | None = Field(default=None, max_length=300)
 
 
 class RefreshToken(SQLModel, table=True):

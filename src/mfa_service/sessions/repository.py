@@ -5,6 +5,7 @@ from __future__ import annotations
 import uuid
 from dataclasses import dataclass
 from datetime import datetime
+from typing import Any
 
 from sqlalchemy import update
 from sqlmodel import col, select
@@ -101,6 +102,55 @@ async def revoke(db: AsyncSession, session_id: uuid.UUID, at: datetime, reason: 
         .where(col(Session.id) == session_id, col(Session.revoked_at).is_(None))
         .values(revoked_at=at, revoked_reason=reason)
     )
+
+
+def _live_at(at: datetime, idle_since: datetime) -> tuple[Any, ...]:
+    """What makes a session live at `at`: the conditions refresh checks too."""
+    return (
+        col(Session.revoked_at).is_(None),
+        _CURRENT,
+        col(Session.expires_at) > at,
+        col(Session.last_refreshed_at) > idle_since,
+    )
+
+
+async def live_for_user(
+    db: AsyncSession, user_id: uuid.UUID, at: datetime, idle_since: datetime
+) -> list[Session]:
+    """The user's live sessions, newest first."""
+    query = (
+        select(Session)
+        .join(User, col(User.id) == col(Session.user_id))
+        .where(col(Session.user_id) == user_id, *_live_at(at, idle_since))
+        .order_by(col(Session.created_at).desc(), col(Session.id).desc())
+    )
+    return list(await db.exec(query))
+
+
+async def revoke_live_owned(
+    db: AsyncSession,
+    user_id: uuid.UUID,
+    session_id: uuid.UUID,
+    at: datetime,
+    idle_since: datetime,
+    reason: str,
+) -> bool:
+    """End one of the user's live sessions; False when there is no such live session of
+    theirs (unknown, someone else's, or already over). One conditional UPDATE: the row count
+    decides, so two revocations of one session never both report it."""
+    live = (
+        select(Session.id)
+        .join(User, col(User.id) == col(Session.user_id))
+        .where(col(Session.id) == session_id, col(Session.user_id) == user_id)
+        .where(*_live_at(at, idle_since))
+    )
+    result = await db.exec(
+        update(Session)
+        .where(col(Session.id).in_(live.scalar_subquery()), col(Session.revoked_at).is_(None))
+        .values(revoked_at=at, revoked_reason=reason)
+        .execution_options(synchronize_session=False)
+    )
+    return result.rowcount == 1
 
 
 async def revoke_all_for_user(

@@ -16,12 +16,17 @@ from mfa_service.base import new_id
 from mfa_service.challenges import store as challenges
 from mfa_service.clock import now
 from mfa_service.db import Row, write_staged
-from mfa_service.errors import InvalidRefreshToken, InvalidToken
+from mfa_service.errors import InvalidRefreshToken, InvalidToken, SessionNotFound
 from mfa_service.net import Client
 from mfa_service.services import Services
 from mfa_service.sessions import repository
 from mfa_service.sessions.models import RefreshToken, Session
-from mfa_service.sessions.schemas import TokenResponse
+from mfa_service.sessions.schemas import (
+    LogoutScope,
+    SessionList,
+    SessionOut,
+    TokenResponse,
+)
 from mfa_service.tokens.access import AccessClaims, mint_access_token, verify_access_token
 
 SESSIONS = Session.__table__  # type: ignore[attr-defined]
@@ -49,6 +54,7 @@ async def start_session(
     db: AsyncSession,
     svc: Services,
     *,
+    client: Client,
     user_id: uuid.UUID,
     amr: list[str],
     credentials_version: int,
@@ -67,6 +73,8 @@ async def start_session(
         "last_refreshed_at": at,
         "expires_at": expires_at,
         "credentials_version": credentials_version,
+        "ip": client.ip[:45],
+        "user_agent": client.user_agent[:300],
     }
     # Every login and challenge ends here: the session, its refresh token and the request's
     # audit events go to the database in one round trip.
@@ -183,17 +191,65 @@ async def logout(
     client: Client,
     claims: AccessClaims,
     refresh_token: str | None,
+    scope: LogoutScope = "local",
 ) -> None:
+    """`local` ends this session (and the one `refresh_token` belongs to, if it is the
+    caller's), `others` every other session of the user, `global` all of them."""
     at = now(svc.clock)
-    audit.record(db, svc, client, "logout", claims.sub)
+    audit.record(db, svc, client, "logout", claims.sub, scope=scope)
+    if scope == "others":
+        await repository.revoke_all_for_user(db, claims.sub, at, "logout", keep=claims.sid)
+        return
     ttl = max(1, claims.exp - int(svc.clock.time()))
     await svc.redis.set(svc.rkey("deny", claims.jti), b"1", ex=ttl)
+    if scope == "global":
+        await repository.revoke_all_for_user(db, claims.sub, at, "logout")
+        return
     await repository.revoke(db, claims.sid, at, "logout")
     if refresh_token:
         found = await repository.find_refresh_token(db, hash_token(refresh_token))
         # Only the caller's own sessions; a stranger's token is silently ignored.
         if found is not None and found[1].user_id == claims.sub:
             await repository.revoke(db, found[1].id, at, "logout")
+
+
+def _idle_since(svc: Services, at: datetime) -> datetime:
+    return at - timedelta(seconds=svc.settings.session_idle_timeout)
+
+
+async def list_sessions(db: AsyncSession, svc: Services, claims: AccessClaims) -> SessionList:
+    at = now(svc.clock)
+    rows = await repository.live_for_user(db, claims.sub, at, _idle_since(svc, at))
+    return SessionList(
+        items=[
+            SessionOut(
+                id=row.id,
+                created_at=row.created_at,
+                # A session is seen when it logs in, refreshes or proves itself again: each
+                # writes last_refreshed_at (the idle limit's clock) anyway.
+                last_seen_at=row.last_refreshed_at,
+                ip=row.ip,
+                user_agent=row.user_agent,
+                amr=row.amr.split(),
+                current=row.id == claims.sid,
+            )
+            for row in rows
+        ]
+    )
+
+
+async def revoke_session(
+    db: AsyncSession, svc: Services, client: Client, claims: AccessClaims, session_id: uuid.UUID
+) -> None:
+    """End one of the caller's live sessions (this one included): its refresh token stops at
+    once, its access tokens at our endpoints and introspection (`authenticate`)."""
+    at = now(svc.clock)
+    idle_since = _idle_since(svc, at)
+    if not await repository.revoke_live_owned(
+        db, claims.sub, session_id, at, idle_since, "revoked_by_user"
+    ):
+        raise SessionNotFound()
+    audit.record(db, svc, client, "session.revoked", claims.sub, session=str(session_id))
 
 
 async def new_authentication_event(

@@ -46,7 +46,8 @@ class Jwks(BaseModel):
     keys: list[Jwk]
 
 
-AMR_VALUES = ["pwd", "mfa", "otp", "recovery", "hwk", "swk"]
+# RFC 8176 values, and `device`: a login that skipped the challenge on a remembered device.
+AMR_VALUES = ["pwd", "mfa", "otp", "recovery", "hwk", "swk", "device"]
 
 
 class OpenIdConfiguration(BaseModel):

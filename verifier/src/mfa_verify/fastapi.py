@@ -176,7 +176,9 @@ class MfaAuth:
         self, max_age: int | None = 300, methods: Iterable[str] | None = None
     ) -> ClaimsDependency:
         """A valid token whose session proved a second factor (one of `methods`, if given:
-        `otp`, `recovery`, `hwk`) at most `max_age` seconds ago (None: any time)."""
+        `otp`, `recovery`, `hwk`, `swk`) at most `max_age` seconds ago (None: any time). A
+        login that skipped the challenge on a remembered device (amr `device`) proved none
+        now: it passes only with `max_age=None` and no `methods`."""
         get_verifier = self._get_verifier
         wanted = None if methods is None else frozenset(methods)
         if wanted is not None and not wanted:

@@ -19,6 +19,8 @@ from mfa_verify.jwks import JWKSCache, VerificationKey
 SUPPORTED_ALGORITHMS = frozenset({"ES256", "EdDSA", "RS256"})
 # RFC 9068 section 4: a token of another kind (an ID token, say) is never taken as access.
 ACCESS_TOKEN_TYPES = frozenset({"at+jwt", "application/at+jwt"})
+# amr of a login that skipped the challenge on a remembered device (mfa-service SPEC §8).
+DEVICE = "device"
 REQUIRED_CLAIMS = ["iss", "aud", "sub", "iat", "nbf", "exp", "jti", "auth_time", "amr", "sid"]
 # Far more than any access token of ours; parsing a megabyte of base64 is work for nothing.
 MAX_TOKEN_LENGTH = 8192
@@ -110,7 +112,9 @@ class Verifier:
     ) -> None:
         """Raise InsufficientAuthentication unless a second factor was proven (`mfa` in amr),
         one of `methods` is in amr (None: any factor), and at most `max_age` seconds ago
-        (None: any time). No leeway here: the freshness is the service's own rule."""
+        (None: any time). No leeway here: the freshness is the service's own rule. A login on
+        a remembered device (amr `device`) proved no factor: it meets only `methods=None,
+        max_age=None`."""
         wanted = None if methods is None else frozenset(methods)
 
         def refuse(reason: str) -> InsufficientAuthentication:
@@ -118,9 +122,13 @@ class Verifier:
 
         if "mfa" not in claims.amr:
             raise refuse("a second factor is required")
-        if wanted is not None and not wanted & claims.amr:
+        # `device`: the login skipped the challenge on a remembered device. The session is
+        # multi-factor (`mfa`), but no factor was proven at `auth_time`, and `device` is no
+        # method: a demand for one (otp, hwk, …) or for a recent factor is not met.
+        remembered = DEVICE in claims.amr
+        if wanted is not None and not (wanted - {DEVICE}) & claims.amr:
             raise refuse("another authentication method is required")
-        if max_age is not None and claims.age(self.time()) > max_age:
+        if max_age is not None and (remembered or claims.age(self.time()) > max_age):
             raise refuse("a more recent authentication is required")
 
     async def verify_mfa(

@@ -5,6 +5,7 @@ import uuid
 from fastapi import APIRouter, Response, status
 
 from mfa_service.db import SessionDep, statements_autocommit
+from mfa_service.enrollment.dependencies import EnrollingClaims
 from mfa_service.errors import (
     InsufficientUserAuthentication,
     InvalidToken,
@@ -27,6 +28,7 @@ from mfa_service.factors.webauthn.schemas import (
     CredentialOut,
     PasskeyLogin,
     Registered,
+    RegisteredEnrolled,
     RegistrationOptionsRequest,
     RegistrationRequest,
     Rename,
@@ -51,7 +53,7 @@ router = APIRouter()
     ),
 )
 async def registration_options(
-    claims: CurrentClaims,
+    claims: EnrollingClaims,
     db: SessionDep,
     svc: ServicesDep,
     body: RegistrationOptionsRequest | None = None,
@@ -59,14 +61,15 @@ async def registration_options(
     """Pass them to `navigator.credentials.create({publicKey:
     PublicKeyCredential.parseCreationOptionsFromJSON(options)})`, then send
     `credential.toJSON()` to `POST /mfa/webauthn/registrations` within 300 s. Single use;
-    bound to this session. Needs a recent authentication (as TOTP setup does)."""
+    bound to this session. Needs a recent authentication (as TOTP setup does). Takes an
+    enrollment token (`MFA_REQUIRE_MFA`) instead of an access token too."""
     passkey = body.passkey if body else False
     return await service.webauthn_registration_options(db, svc, claims, passkey)
 
 
 @router.post(
     "/mfa/webauthn/registrations",
-    response_model=Registered,
+    response_model=Registered | RegisteredEnrolled,
     status_code=status.HTTP_201_CREATED,
     tags=["webauthn"],
     operation_id="registerWebAuthnCredential",
@@ -83,16 +86,20 @@ async def registration_options(
 )
 async def register(
     body: RegistrationRequest,
-    claims: CurrentClaims,
+    claims: EnrollingClaims,
     db: SessionDep,
     svc: ServicesDep,
     client: ClientDep,
-) -> Registered:
+) -> Registered | RegisteredEnrolled:
     """`credential` is the `credential.toJSON()` of `navigator.credentials.create()` called
     with the options of `POST /mfa/webauthn/registrations/options` (single use, 300 s, bound
     to this session). The first second factor turns MFA on and returns 10 backup codes, shown
     this once. Every registration ends the user's other sessions and pending challenges.
-    Needs a recent authentication."""
+    Needs a recent authentication.
+
+    With an enrollment token (`MFA_REQUIRE_MFA`) instead of an access token, the answer has
+    the `TokenResponse` fields too: the login's session, amr `["pwd", "mfa", "hwk" or
+    "swk"]`."""
     return await service.register_webauthn(db, svc, client, claims, body)
 
 

@@ -23,6 +23,8 @@ from pydantic.alias_generators import to_camel
 from pydantic.json_schema import JsonSchemaValue
 from pydantic_core import CoreSchema
 
+from mfa_service.sessions.schemas import TOKEN_RESPONSE_EXAMPLE, TokenResponse
+
 # base64url without padding. Generous bounds: a real attestation object is a few hundred bytes
 # to a few kilobytes, a credential id at most 1023 bytes.
 B64 = r"^[A-Za-z0-9_-]*$"
@@ -333,6 +335,23 @@ class Registered(BaseModel):
     credential: CredentialOut
     backup_codes: list[str] = Field(
         description="10 codes when this registration turned MFA on (shown once), else []."
+    )
+
+
+class RegisteredEnrolled(TokenResponse, Registered):
+    """A registration with an enrollment token (MFA_REQUIRE_MFA): the login's tokens too."""
+
+    model_config = ConfigDict(
+        json_schema_serialization_defaults_required=True,
+        json_schema_extra={
+            "examples": [
+                {
+                    "credential": CREDENTIAL_EXAMPLE,
+                    "backup_codes": BACKUP_CODES_EXAMPLE,
+                    **TOKEN_RESPONSE_EXAMPLE,
+                }
+            ]
+        },
     )
 
 

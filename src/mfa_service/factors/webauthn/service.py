@@ -204,6 +204,7 @@ async def passkey_login(
     return await sessions.start_session(
         db,
         svc,
+        client=client,
         user_id=credential.user_id,
         amr=[outcome.amr, "mfa"],
         credentials_version=credentials_version,
