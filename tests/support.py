@@ -194,6 +194,9 @@ def settings_for(backend: Backend, **overrides: Any) -> Settings:
         # loaded CI machine that wait can pass the 5 s production default and answer 503. What
         # they test is the limits, not overload (tests/test_overload.py sets its own).
         "database_pool_timeout": 60,
+        # Likewise a Redis reply on a machine loaded past its cores can take seconds; the
+        # tests of a stalled Redis set their own.
+        "redis_timeout": 15,
     }
     values.update(overrides)
     return Settings(**values)

@@ -452,7 +452,7 @@ async def test_a_stalled_primary_answers_within_seconds(
     and the client found it), never hangs and never 500s; once the node is back, the same app
     serves the user."""
     clock = FakeClock()
-    settings = settings_for(faulty_backend)
+    settings = settings_for(faulty_backend, redis_timeout=2)  # the production default
     async with running_app(settings, clock) as client:
         user = await mfa_user(client, clock)
         keys = await user_keys_of(client, user.access_token)

@@ -62,6 +62,9 @@ class Settings(BaseSettings):
         ),
     )
     redis_prefix: str = "mfa:"
+    # Seconds a Redis command (or connecting) may take: a stalled Redis must turn into a quick
+    # 503, not a hung request.
+    redis_timeout: float = Field(default=2.0, gt=0)
     # Connections per process, and how long a request waits for one before answering 503.
     database_pool_size: int = Field(default=20, ge=1)
     database_pool_timeout: float = Field(default=5.0, gt=0)

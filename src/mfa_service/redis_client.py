@@ -21,8 +21,8 @@ logger = logging.getLogger(__name__)
 # What the services hold: both speak the commands we send (single-slot scripts and keys).
 RedisClient = Redis | RedisCluster
 
-# Short timeouts: a stalled Redis must turn into a quick 503, not a hung request.
-TIMEOUT_SECONDS = 2
+# The default of MFA_REDIS_TIMEOUT: a stalled Redis must turn into a quick 503.
+TIMEOUT_SECONDS = 2.0
 HEALTH_CHECK_SECONDS = 30
 
 # Redis errors that mean "not available now", whatever the topology: the request answers 503
@@ -60,13 +60,14 @@ class _RedisCluster(RedisCluster):
             raise redis.exceptions.ConnectionError("connection closed under the command") from exc
 
 
-def connect(url: str) -> RedisClient:
-    """A client for MFA_REDIS_URL (validated by Settings): nothing is contacted yet."""
+def connect(url: str, timeout: float = TIMEOUT_SECONDS) -> RedisClient:
+    """A client for MFA_REDIS_URL (validated by Settings), each command and connection given
+    `timeout` seconds: nothing is contacted yet."""
     if not is_cluster(url):
         return Redis.from_url(
             url,
-            socket_connect_timeout=TIMEOUT_SECONDS,
-            socket_timeout=TIMEOUT_SECONDS,
+            socket_connect_timeout=timeout,
+            socket_timeout=timeout,
             health_check_interval=HEALTH_CHECK_SECONDS,
         )
     parsed = parse_cluster_url(url)
@@ -82,8 +83,8 @@ def connect(url: str) -> RedisClient:
         # MOVED, closes every connection under the commands in flight (a burst at start-up,
         # routed before the topology was known, set that off).
         reinitialize_steps=0,
-        socket_connect_timeout=TIMEOUT_SECONDS,
-        socket_timeout=TIMEOUT_SECONDS,
+        socket_connect_timeout=timeout,
+        socket_timeout=timeout,
         health_check_interval=HEALTH_CHECK_SECONDS,
     )
 
@@ -109,7 +110,7 @@ def redis_kind(url: str | None) -> str:
 
 def create_redis(settings: Settings) -> RedisClient:
     if settings.redis_url:
-        return connect(settings.redis_url)
+        return connect(settings.redis_url, settings.redis_timeout)
     import fakeredis
 
     logger.warning(
