@@ -84,6 +84,8 @@ async def instances(
                 MFA_LOGIN_IP_MAX_FAILURES="100000",
                 # Pools small enough that 6 workers stay well under max_connections.
                 MFA_DATABASE_POOL_SIZE="5",
+                # Six workers and the load share two cores: a slow reply is no Redis fault.
+                MFA_REDIS_TIMEOUT="10",
             )
             pid = await stack.enter_async_context(
                 serving(env, port, tmp_path / f"instance-{i}.log", workers=WORKERS)
