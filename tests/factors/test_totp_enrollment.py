@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import asyncio
 import base64
 import re
 import urllib.parse
@@ -169,6 +170,34 @@ async def test_confirm_without_pending_setup_is_400(client: httpx.AsyncClient) -
     assert r.json()["code"] == "totp_not_pending"
     qr = await client.get("/mfa/totp/qr.png", headers=bearer(tokens["access_token"]))
     assert qr.status_code == 404
+
+
+async def test_concurrent_confirmations_hand_out_one_set_of_backup_codes(
+    client: httpx.AsyncClient, clock: FakeClock
+) -> None:
+    """A double-click on "confirm": one request enables TOTP and shows the backup codes; the
+    others are refused. Two successes would each show codes, and only the last set would
+    work."""
+    email, tokens = await registered_login(client)
+    auth = bearer(tokens["access_token"])
+    secret = (await client.post("/mfa/totp/setup", headers=auth)).json()["secret"]
+    code = totp_code(secret, clock)
+    answers = await asyncio.gather(
+        *(client.post("/mfa/totp/confirm", headers=auth, json={"code": code}) for _ in range(5))
+    )
+    statuses = sorted(a.status_code for a in answers)
+    # The others find nothing pending (400), or, run after the winner (SQLite serialises),
+    # find that a password-only authentication is no longer recent enough for a user with MFA.
+    assert statuses.count(200) == 1, [a.text for a in answers]
+    assert set(statuses) <= {200, 400, 401}, [a.text for a in answers]
+    codes = next(a.json()["backup_codes"] for a in answers if a.status_code == 200)
+    status = (await client.get("/mfa", headers=auth)).json()
+    assert status["backup_codes"] == {"remaining": 10}
+    token = await challenge(client, email)
+    r = await client.post(
+        "/mfa/challenge", json={"challenge_token": token, "backup_code": codes[0]}
+    )
+    assert r.status_code == 200, r.text
 
 
 async def test_mfa_routes_need_an_access_token(client: httpx.AsyncClient) -> None:

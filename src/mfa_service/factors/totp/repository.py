@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import uuid
 from dataclasses import dataclass
+from datetime import datetime
 
 import sqlalchemy as sa
 from sqlalchemy import BigInteger, delete, or_, update
@@ -84,3 +85,13 @@ async def consume_step(db: AsyncSession, credential_id: uuid.UUID, step: int) ->
 
 async def delete_for_user(db: AsyncSession, user_id: uuid.UUID) -> None:
     await db.exec(delete(TotpCredential).where(col(TotpCredential.user_id) == user_id))
+
+
+async def confirm(db: AsyncSession, credential_id: uuid.UUID, at: datetime, step: int) -> bool:
+    """Confirm the pending credential; False if it was confirmed (or replaced) meanwhile."""
+    result = await db.exec(
+        update(TotpCredential)
+        .where(col(TotpCredential.id) == credential_id, col(TotpCredential.confirmed_at).is_(None))
+        .values(confirmed_at=at, last_used_step=step)
+    )
+    return result.rowcount == 1

@@ -60,9 +60,10 @@ async def confirm(db: AsyncSession, svc: Services, user_id: uuid.UUID, code: str
     step = otp.matching_step(_secret(svc, credential), code, svc.clock.time())
     if step is None:
         raise InvalidCode()
-    credential.confirmed_at = now(svc.clock)
-    credential.last_used_step = step  # the enrolment code counts as used
-    db.add(credential)
+    # The enrolment code's step counts as used. Conditional: of concurrent confirmations
+    # only one enables TOTP (and shows backup codes); the others find nothing pending.
+    if not await repository.confirm(db, credential.id, now(svc.clock), step):
+        raise NothingPending()
 
 
 async def status(db: AsyncSession, user_id: uuid.UUID) -> tuple[bool, bool]:
