@@ -76,6 +76,17 @@ def backend(
 
 
 @pytest.fixture
+def postgres_url() -> Iterator[str]:
+    """A fresh, migrated PostgreSQL database of its own (dropped afterwards), for tests that
+    start servers themselves."""
+    with postgres_database() as url:
+        if url is None:
+            fallback("MFA_TEST_DATABASE_URL is not set: live PostgreSQL tests skipped")
+            pytest.skip("MFA_TEST_DATABASE_URL is not set")
+        yield url
+
+
+@pytest.fixture
 def clock() -> FakeClock:
     return FakeClock()
 

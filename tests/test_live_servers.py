@@ -9,7 +9,7 @@ import os
 import shutil
 import time
 import uuid
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
@@ -35,7 +35,6 @@ from tests.support import (
     login,
     mfa_user,
     new_email,
-    postgres_database,
     register,
     running_app,
     settings_for,
@@ -44,16 +43,6 @@ from tests.support import (
 
 # Long enough for a slow CI machine, short enough that a hang is reported as one.
 REQUEST_TIMEOUT = 15.0
-
-
-@pytest.fixture
-def postgres_url() -> Iterator[str]:
-    """A fresh, migrated database of its own (dropped afterwards)."""
-    with postgres_database() as url:
-        if url is None:
-            fallback("MFA_TEST_DATABASE_URL is not set: live PostgreSQL tests skipped")
-            pytest.skip("MFA_TEST_DATABASE_URL is not set")
-        yield url
 
 
 async def send(client: httpx.AsyncClient, method: str, url: str, **kwargs: Any) -> httpx.Response:

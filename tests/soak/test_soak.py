@@ -36,7 +36,6 @@ from tests.support import (
     fallback,
     free_port,
     new_email,
-    postgres_database,
 )
 
 pytestmark = pytest.mark.soak
@@ -299,15 +298,6 @@ def lines(ledger: Ledger, timeline: Timeline) -> Iterator[str]:
     )
     for what, count in sorted(failures.items()):
         yield f"  failed: {what} × {count}"
-
-
-@pytest.fixture
-def postgres_url() -> Iterator[str]:
-    with postgres_database() as url:
-        if url is None:
-            fallback("MFA_TEST_DATABASE_URL is not set: the soak test is skipped")
-            pytest.skip("MFA_TEST_DATABASE_URL is not set")
-        yield url
 
 
 async def test_soak_with_faults_on_one_redis(
