@@ -21,3 +21,7 @@ class User(SQLModel, table=True):
     # Bumped by every password or second-factor change: a session lives only while it was
     # made under the current version, so no login in flight during a change outlives it.
     credentials_version: int = Field(default=0, sa_column_kwargs={"server_default": "0"})
+    # Set by following the link of an email verification (SPEC §10).
+    email_verified: bool = Field(default=False, sa_column_kwargs={"server_default": "false"})
+    # Set by an operator (`mfa-service users disable`): no login, refresh or session (SPEC §9).
+    disabled_at: datetime | None = Field(default=None, sa_type=UTCDateTime)
