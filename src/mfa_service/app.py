@@ -35,6 +35,10 @@ from mfa_service.http_guards import HttpGuards
 from mfa_service.introspection import routes as introspection_routes
 from mfa_service.limits.attempts import AttemptLimiter
 from mfa_service.limits.login import LoginLimiter
+from mfa_service.mail import service as mail
+from mfa_service.outbox.worker import Outbox
+from mfa_service.recovery import routes as recovery_routes
+from mfa_service.recovery import service as recovery
 from mfa_service.redis_client import create_redis, redis_kind
 from mfa_service.secretbox import SecretBox, load_secret_box
 from mfa_service.services import Services
@@ -117,6 +121,7 @@ def create_app(settings: Settings | None = None, clock: Clock | None = None) -> 
         engine = create_engine(settings)
         redis = create_redis(settings)
         hasher = PasswordHasher(settings)
+        outbox = Outbox(engine, settings, clock)
         try:
             await prepare_storage(engine, box, settings, clock)
             sessionmaker = create_sessionmaker(engine)
@@ -138,7 +143,11 @@ def create_app(settings: Settings | None = None, clock: Clock | None = None) -> 
                 hasher=hasher,
                 throttle=FactorThrottle(limiter, settings),
                 login_limiter=LoginLimiter(limiter, settings),
+                outbox=outbox,
             )
+            mail.install(app.state.services)
+            recovery.install(app.state.services)
+            outbox.start()
             logger.info(
                 "mfa-service ready: database %s, redis %s",
                 engine.url.get_backend_name(),
@@ -146,6 +155,7 @@ def create_app(settings: Settings | None = None, clock: Clock | None = None) -> 
             )
             yield
         finally:
+            await outbox.stop()
             hasher.close()
             await redis.aclose()
             await engine.dispose()
@@ -179,6 +189,7 @@ def create_app(settings: Settings | None = None, clock: Clock | None = None) -> 
         )
     for router in (
         accounts_routes.router,
+        recovery_routes.router,
         audit_routes.router,
         challenges_routes.router,
         factors_routes.router,

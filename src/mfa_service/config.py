@@ -131,6 +131,33 @@ class Settings(BaseSettings):
     hash_workers: int = Field(default=0, ge=0)
     hash_queue_limit: int = Field(default=256, ge=1)
 
+    # Mail and account recovery (SPEC §10). No SMTP URL: each message is written as an .eml
+    # file under <data dir>/outbox/ (the embedded default). smtp:// uses STARTTLS when the
+    # server offers it, smtps:// is TLS from the start; user:password@ in the URL is allowed.
+    smtp_url: SecretStr | None = None
+    mail_from: str = "mfa-service <no-reply@localhost>"
+    smtp_timeout: float = Field(default=30.0, gt=0)
+    # Where the links in mails point (your front end), `?token=…` appended. Default: under
+    # MFA_ISSUER (/reset-password, /verify-email).
+    password_reset_url: str | None = None
+    email_verify_url: str | None = None
+    password_reset_ttl: int = Field(default=1800, ge=60, le=86400)
+    email_verify_ttl: int = Field(default=86400, ge=300, le=30 * 86400)
+    # POST /auth/password/forgot per client IP and per email, each counted whatever the answer.
+    password_reset_ip_max: int = Field(default=20, ge=1)
+    password_reset_account_max: int = Field(default=5, ge=1)
+    password_reset_window_seconds: int = Field(default=3600, ge=60)
+    # Verification mails per user per MFA_PASSWORD_RESET_WINDOW_SECONDS.
+    email_verify_max: int = Field(default=5, ge=1)
+    # Login refuses (403 email_not_verified) a user who has not verified their address.
+    require_verified_email: bool = False
+
+    # The outbox worker (mail, webhooks): how often it looks for due rows besides being woken
+    # after a commit, how long a claimed row is its own, and when a row is given up.
+    outbox_poll_seconds: float = Field(default=5.0, gt=0, le=300)
+    outbox_lease_seconds: int = Field(default=300, ge=30)
+    outbox_max_age: int = Field(default=86400, ge=60)
+
     @field_validator("cors_origins", mode="before")
     @classmethod
     def _split_origins(cls, value: object) -> object:
@@ -182,6 +209,21 @@ class Settings(BaseSettings):
     @classmethod
     def _redis_url(cls, value: str | None) -> str | None:
         return check_redis_url(value.strip()) if value is not None and value.strip() else None
+
+    @field_validator("smtp_url")
+    @classmethod
+    def _smtp_url(cls, value: SecretStr | None) -> SecretStr | None:
+        if value is None or not value.get_secret_value().strip():
+            return None
+        parts = urlsplit(value.get_secret_value().strip())
+        try:
+            parts.port  # noqa: B018 (raises on a malformed port)
+        except ValueError:
+            raise ValueError("the port is not a number") from None
+        # No input in the messages: the URL may hold a password.
+        if parts.scheme not in ("smtp", "smtps") or not parts.hostname:
+            raise ValueError("must be smtp://[user:password@]host[:port] or smtps://…")
+        return SecretStr(value.get_secret_value().strip())
 
     @field_validator("data_key")
     @classmethod
@@ -250,6 +292,14 @@ class Settings(BaseSettings):
     @property
     def is_sqlite(self) -> bool:
         return self.effective_database_url.startswith("sqlite")
+
+    @property
+    def effective_password_reset_url(self) -> str:
+        return self.password_reset_url or f"{self.issuer}/reset-password"
+
+    @property
+    def effective_email_verify_url(self) -> str:
+        return self.email_verify_url or f"{self.issuer}/verify-email"
 
     @property
     def jwks_uri(self) -> str:

@@ -198,6 +198,28 @@ def _drop_staged_after_rollback(session: sqlmodel.Session) -> None:
     session.info.pop(_STAGED, None)
 
 
+_AFTER_COMMIT = "mfa_after_commit"
+
+
+def after_commit(db: AsyncSession, callback: Callable[[], None]) -> None:
+    """Call `callback` (once) when the transaction commits; never if it rolls back. For what
+    must only happen once the rows exist, e.g. waking the outbox worker for a row just staged."""
+    callbacks: list[Callable[[], None]] = db.info.setdefault(_AFTER_COMMIT, [])
+    if callback not in callbacks:
+        callbacks.append(callback)
+
+
+@event.listens_for(_SyncSession, "after_commit")
+def _run_after_commit(session: sqlmodel.Session) -> None:
+    for callback in session.info.pop(_AFTER_COMMIT, []):
+        callback()
+
+
+@event.listens_for(_SyncSession, "after_rollback")
+def _drop_after_commit(session: sqlmodel.Session) -> None:
+    session.info.pop(_AFTER_COMMIT, None)
+
+
 async def end_transaction(db: AsyncSession) -> None:
     """Commit what the request did so far and give its connection back to the pool.
 

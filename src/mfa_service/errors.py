@@ -364,6 +364,36 @@ class WeakPassword(ServiceError):
     detail = "The password is too common."
 
 
+class InvalidResetToken(ServiceError):
+    """One answer for a password-reset token that is unknown, used, voided or expired."""
+
+    status = 401
+    code = "invalid_reset_token"
+    title = "Invalid reset link"
+    detail = "This password-reset link is invalid, used or expired: ask for a new one."
+
+
+class InvalidVerificationToken(ServiceError):
+    status = 401
+    code = "invalid_verification_token"
+    title = "Invalid verification link"
+    detail = "This verification link is invalid, used or expired: ask for a new one."
+
+
+class EmailNotVerified(ServiceError):
+    status = 403
+    code = "email_not_verified"
+    title = "Email not verified"
+    detail = "Confirm your email address first: a link was sent to it (follow the newest one)."
+
+
+class EmailAlreadyVerified(ServiceError):
+    status = 409
+    code = "email_already_verified"
+    title = "Email already verified"
+    detail = "This account's email address is verified already."
+
+
 class PayloadTooLarge(ServiceError):
     status = 413
     code = "payload_too_large"

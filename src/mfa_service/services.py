@@ -15,6 +15,7 @@ from mfa_service.config import Settings
 from mfa_service.factors.throttle import FactorThrottle
 from mfa_service.limits.attempts import Scripts
 from mfa_service.limits.login import LoginLimiter
+from mfa_service.outbox.worker import Outbox
 from mfa_service.redis_client import RedisClient
 from mfa_service.secretbox import SecretBox
 from mfa_service.tokens.keys import KeyStore
@@ -34,6 +35,7 @@ class Services:
     hasher: PasswordHasher
     throttle: FactorThrottle
     login_limiter: LoginLimiter
+    outbox: Outbox  # side effects delivered after commit (mail; webhooks next)
 
     def rkey(self, *parts: str) -> str:
         """A Redis key under this deployment's prefix."""

@@ -18,6 +18,7 @@ from mfa_service.challenges.schemas import ChallengeResponse
 from mfa_service.db import SessionDep, statements_autocommit
 from mfa_service.enrollment.schemas import EnrollmentRequired
 from mfa_service.errors import (
+    EmailNotVerified,
     EmailTaken,
     InvalidCode,
     InvalidCredentials,
@@ -76,7 +77,12 @@ async def register(
     response_description="`status` tells which: `authenticated` (tokens), `mfa_required` "
     "(a challenge) or `mfa_enrollment_required` (MFA_REQUIRE_MFA).",
     responses=responses(
-        InvalidCredentials, RequestValidationFailed, RateLimited, ServiceUnavailable, Overloaded
+        InvalidCredentials,
+        EmailNotVerified,
+        RequestValidationFailed,
+        RateLimited,
+        ServiceUnavailable,
+        Overloaded,
     ),
 )
 async def login(
@@ -94,6 +100,9 @@ async def login(
     cannot lock the owner out) and has its own: 10 wrong passwords spend the device token. If
     the device was remembered at `POST /mfa/challenge` (`remember_device`), the login skips
     the challenge: amr `["pwd", "mfa", "device"]`.
+
+    With `MFA_REQUIRE_VERIFIED_EMAIL=true`, the right password of an account whose email is
+    not verified answers 403 `email_not_verified`, and a fresh verification link is mailed.
 
     With `MFA_REQUIRE_MFA=true`, an account without a second factor gets no tokens but
     `status: mfa_enrollment_required` and an `enrollment_token`: a Bearer credential for the

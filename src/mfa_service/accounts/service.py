@@ -20,6 +20,7 @@ from mfa_service.devices.models import DeviceToken
 from mfa_service.enrollment import service as enrollment
 from mfa_service.enrollment.schemas import EnrollmentRequired
 from mfa_service.errors import (
+    EmailNotVerified,
     EmailTaken,
     InvalidCode,
     InvalidCredentials,
@@ -31,6 +32,8 @@ from mfa_service.factors import verification
 from mfa_service.factors.base import Context
 from mfa_service.factors.schemas import FactorProof
 from mfa_service.net import Client
+from mfa_service.recovery import repository as recovery_repository
+from mfa_service.recovery import tokens as recovery_tokens
 from mfa_service.services import Services
 from mfa_service.sessions import service as sessions
 from mfa_service.sessions.repository import session_user
@@ -67,6 +70,9 @@ async def register(
         await db.flush()
     except IntegrityError:  # two registrations raced for one email: the unique index decided
         raise EmailTaken() from None
+    settings = svc.settings
+    if settings.require_verified_email or settings.email_verify_url is not None:
+        await recovery_tokens.send_verification(db, svc, user, quiet=True)
     return user
 
 
@@ -129,6 +135,12 @@ async def login(
     if not await verify_password(db, svc, client, email, user, password, device) or user is None:
         audit.record(db, svc, client, "login.failed", user.id if user else None)
         raise InvalidCredentials()
+    if svc.settings.require_verified_email and not user.email_verified:
+        # Only now, after the password: a guesser learns nothing. A fresh link goes out (at
+        # most MFA_EMAIL_VERIFY_MAX an hour), since without tokens the user cannot ask.
+        await recovery_tokens.send_verification(db, svc, user, quiet=True)
+        audit.record(db, svc, client, "login.failed", user.id, reason="email_not_verified")
+        raise EmailNotVerified()
     if user.mfa_enabled:
         if device is not None:
             # Read again after the hashing wait: a DELETE /users/me/devices may have come.
@@ -210,5 +222,9 @@ async def change_password(
     user.password_hash = await svc.hasher.hash(new)
     user.password_changed_at = now(svc.clock)
     db.add(user)
+    # A reset link mailed before the change must not undo it.
+    await recovery_repository.void_all(
+        db, user.id, recovery_tokens.PASSWORD_RESET, user.password_changed_at
+    )
     await sessions.sign_out_elsewhere(db, svc, user.id, keep=claims.sid, reason="password_changed")
     audit.record(db, svc, client, "password.changed", user.id)

@@ -16,6 +16,8 @@ from mfa_service.base import new_id
 from mfa_service.clock import now
 from mfa_service.db import stage
 from mfa_service.errors import InvalidCursor
+from mfa_service.mail import service as mail
+from mfa_service.mail.notices import NOTICES
 from mfa_service.net import Client
 from mfa_service.services import Services
 
@@ -30,7 +32,9 @@ def record(
     user_id: uuid.UUID | None,
     **detail: str,
 ) -> None:
-    """Written with the request's transaction (staged: see `db.stage`)."""
+    """Written with the request's transaction (staged: see `db.stage`); an event that
+    warrants a security notice (`mail.notices`) enqueues its mail in the same transaction."""
+    at = now(svc.clock)
     stage(
         db,
         AUDIT_EVENTS,
@@ -38,12 +42,14 @@ def record(
             "id": new_id(),
             "user_id": user_id,
             "type": type_,
-            "at": now(svc.clock),
+            "at": at,
             "ip": client.ip,
             "user_agent": client.user_agent,
             "detail": detail,
         },
     )
+    if type_ in NOTICES and user_id is not None:
+        mail.send_notice(db, svc, client, type_, user_id, at, detail)
 
 
 def _cursor(event: AuditEvent) -> str:

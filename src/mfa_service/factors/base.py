@@ -39,10 +39,11 @@ class Outcome:
 @dataclass(frozen=True)
 class Context:
     """Who is proving a factor, what for, and what the proof is bound to: the challenge's
-    token hash for a login challenge, the session id for a step-up."""
+    token hash for a login challenge, the session id for a step-up, the reset token's hash
+    for a password reset."""
 
     user_id: uuid.UUID
-    purpose: Literal["challenge", "step_up"]
+    purpose: Literal["challenge", "step_up", "password_reset"]
     binding: str
 
 

@@ -131,8 +131,9 @@ async def _factor_added(
 
 async def _factor_removed(
     db: AsyncSession, svc: Services, claims: AccessClaims, user: User, reason: str
-) -> None:
-    """With no factor left, MFA off and the backup codes void; other sessions end."""
+) -> dict[str, str]:
+    """With no factor left, MFA off and the backup codes void; other sessions end. The
+    audit detail to add: `mfa: off` when that was the last factor (its notice says so)."""
     left = await verification.TOTP.enrolled(db, user.id) or await webauthn_repository.count(
         db, user.id
     )
@@ -141,6 +142,7 @@ async def _factor_removed(
         user.mfa_enabled = False
         db.add(user)
     await sessions.sign_out_elsewhere(db, svc, user.id, keep=claims.sid, reason=reason)
+    return {} if left else {"mfa": "off"}
 
 
 def _in_session(user: User, claims: AccessClaims) -> Context:
@@ -165,8 +167,8 @@ async def disable_totp(
         raise InvalidCredentials("The password is incorrect.")
     await verification.prove(db, svc, client, _in_session(user, claims), body)
     await totp_repository.delete_for_user(db, user.id)
-    await _factor_removed(db, svc, claims, user, "mfa_disabled")
-    audit.record(db, svc, client, "totp.disabled", user.id)
+    off = await _factor_removed(db, svc, claims, user, "mfa_disabled")
+    audit.record(db, svc, client, "totp.disabled", user.id, **off)
 
 
 async def regenerate_backup_codes(
@@ -256,5 +258,5 @@ async def remove_webauthn(
     require_recent_authentication(svc, claims, user)
     if not await webauthn_repository.remove(db, user.id, id_):
         raise WebAuthnCredentialNotFound()
-    await _factor_removed(db, svc, claims, user, "webauthn_removed")
-    audit.record(db, svc, client, "webauthn.removed", user.id, credential=str(id_))
+    off = await _factor_removed(db, svc, claims, user, "webauthn_removed")
+    audit.record(db, svc, client, "webauthn.removed", user.id, credential=str(id_), **off)

@@ -130,3 +130,9 @@ class LoginLimiter:
         s = self._settings
         key = f"{s.redis_prefix}{{register-ip:{ip_bucket}}}"
         await self._limiter.reserve(Limit(key, s.register_ip_max, s.register_window_seconds * 1000))
+
+    async def count(self, kind: str, subject: str, limit: int, window_seconds: int) -> None:
+        """Count one request of `kind` for `subject` (a client IP bucket, an account hash),
+        whatever its answer, or RateLimited: like registrations, never settled."""
+        key = f"{self._settings.redis_prefix}{{{kind}:{subject}}}"
+        await self._limiter.reserve(Limit(key, limit, window_seconds * 1000))

@@ -22,7 +22,7 @@ from typing import Literal
 from mfa_service.redis_keys import UserKeys, passkey_key
 from mfa_service.services import Services
 
-Purpose = Literal["registration", "challenge", "step_up"]
+Purpose = Literal["registration", "challenge", "step_up", "password_reset"]
 
 
 @dataclass(frozen=True)

@@ -1,0 +1,1 @@
+"""Account recovery and email verification (SPEC §10): single-use links sent by mail."""
