@@ -17,7 +17,7 @@ from aiosmtpd.controller import Controller
 
 from tests.support import free_port
 
-TOKEN = re.compile(r"[?&]token=([A-Za-z0-9_\-]+)")
+TOKEN = re.compile(r"(?:[?&]|&amp;)token=([A-Za-z0-9_\-]+)")  # HTML escapes the &
 
 
 @dataclass
