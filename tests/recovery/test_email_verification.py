@@ -17,6 +17,7 @@ from tests.support import (
     running_app,
     settings_for,
 )
+from tests.webauthn.flows import key_user, passkey_login, passkey_options
 
 VERIFY_URL = "https://app.example/verify?lang=en"
 SUBJECT = "Confirm your email"
@@ -97,3 +98,20 @@ async def test_registration_without_smtp_or_url_sends_nothing(
 ) -> None:
     async with running_app(settings_for(backend), clock) as client:
         await register(client, new_email())  # no verification wanted: works as before
+
+
+async def test_required_verification_holds_for_passkey_logins(
+    backend: Backend, smtp: SmtpServer, clock: FakeClock
+) -> None:
+    async with running_app(settings_for(backend), clock) as client:
+        user = await key_user(client, passkey=True)  # made before the policy was turned on
+    settings = settings_for(backend, smtp_url=smtp.url, require_verified_email=True)
+    async with running_app(settings, clock) as client:
+        assertion = user.authenticator.get(await passkey_options(client))
+        refused = await passkey_login(client, assertion)
+        assert refused.status_code == 403
+        assert refused.json()["code"] == "email_not_verified"
+        (sent,) = await smtp.wait_for(user.email, subject=SUBJECT)
+        assert (await verify(client, sent.token)).status_code == 204
+        assertion = user.authenticator.get(await passkey_options(client))
+        assert (await passkey_login(client, assertion)).status_code == 200

@@ -9,9 +9,11 @@ import uuid
 from sqlalchemy.exc import IntegrityError
 from sqlmodel.ext.asyncio.session import AsyncSession
 
+from mfa_service.accounts import repository as accounts_repository
 from mfa_service.audit import service as audit
 from mfa_service.clock import now
 from mfa_service.errors import (
+    EmailNotVerified,
     InvalidWebAuthnResponse,
     PasskeyRefused,
     WebAuthnCredentialExists,
@@ -28,6 +30,7 @@ from mfa_service.factors.webauthn.schemas import (
     RequestOptions,
 )
 from mfa_service.net import Client
+from mfa_service.recovery import tokens as recovery_tokens
 from mfa_service.services import Services
 from mfa_service.sessions import service as sessions
 from mfa_service.sessions.schemas import TokenResponse
@@ -200,6 +203,20 @@ async def passkey_login(
         audit.record(db, svc, client, "login.failed", user_id, method="passkey")
         raise PasskeyRefused()
     credential, credentials_version = found
+    if svc.settings.require_verified_email:
+        user = await accounts_repository.get(db, credential.user_id)
+        if user is not None and not user.email_verified:  # as a password login (SPEC §10)
+            await recovery_tokens.send_verification(db, svc, user, quiet=True)
+            audit.record(
+                db,
+                svc,
+                client,
+                "login.failed",
+                user.id,
+                method="passkey",
+                reason="email_not_verified",
+            )
+            raise EmailNotVerified()
     audit.record(db, svc, client, "login.succeeded", credential.user_id, method="passkey")
     return await sessions.start_session(
         db,
