@@ -9,7 +9,14 @@ from sqlalchemy import update
 from sqlmodel import col, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
+from mfa_service.accounts.models import User
 from mfa_service.recovery.models import AccountToken
+
+
+async def lock_user(db: AsyncSession, user_id: uuid.UUID) -> None:
+    """Hold the user's row until the transaction ends (PostgreSQL; SQLite's transactions
+    take the database's write lock anyway)."""
+    await db.exec(select(User.id).where(User.id == user_id).with_for_update())
 
 
 async def void_all(db: AsyncSession, user_id: uuid.UUID, purpose: str, at: datetime) -> None:

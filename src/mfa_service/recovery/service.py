@@ -132,6 +132,8 @@ async def reset(
     await end_transaction(db)  # no connection (nor SQLite's write lock) held while hashing
     password_hash = await svc.hasher.hash(new_password)
     at = now(svc.clock)
+    # The user's row first, as every writer of account tokens takes it (no deadlock).
+    await repository.lock_user(db, user.id)
     if not await repository.consume(db, row.id, at):  # a racing reset with this link won
         raise InvalidResetToken()
     user.password_hash = password_hash
@@ -153,7 +155,10 @@ async def request_verification(db: AsyncSession, svc: Services, claims: AccessCl
 async def verify_email(db: AsyncSession, svc: Services, client: Client, token: str) -> None:
     at = now(svc.clock)
     row = await repository.find_valid(db, tokens.EMAIL_VERIFY, tokens.hash_token(token), at)
-    if row is None or not await repository.consume(db, row.id, at):
+    if row is None:
+        raise InvalidVerificationToken()
+    await repository.lock_user(db, row.user_id)  # before the token, like every writer
+    if not await repository.consume(db, row.id, at):
         raise InvalidVerificationToken()
     user = await accounts_repository.get(db, row.user_id)
     if user is None:

@@ -28,6 +28,9 @@ def hash_token(token: str) -> str:
 async def _issue(db: AsyncSession, svc: Services, user: User, purpose: str, ttl: int) -> str:
     token = secrets.token_urlsafe(32)  # 256 bits
     at = now(svc.clock)
+    # Two links issued at once (two instances' workers) must not both stay valid: the
+    # second waits for the first to commit, then voids its token.
+    await repository.lock_user(db, user.id)
     await repository.void_all(db, user.id, purpose, at)
     db.add(
         AccountToken(
