@@ -223,11 +223,24 @@ def _fused_insert(shape: tuple[tuple[Table, tuple[str, ...]], ...]) -> Insert:
 @event.listens_for(_SyncSession, "before_commit")
 def _write_staged_before_commit(session: sqlmodel.Session) -> None:
     staged: list[Row] = session.info.pop(_STAGED, [])
-    if staged:
+    if not staged:
+        return
+    connection = session.connection()
+    # On a SQLite statement session the pending changes and the staged rows (an audit event
+    # and what it enqueued) still commit together: one short transaction of their own.
+    own = _sqlite_autocommit(connection)
+    if own:
+        connection.exec_driver_sql("BEGIN IMMEDIATE")
+    try:
         session.flush()  # staged rows may refer to rows still pending in the unit of work
-        connection = session.connection()
         for statement, params in _inserts(connection.dialect.name, staged):
             connection.execute(statement, params)
+    except BaseException:
+        if own:
+            connection.exec_driver_sql("ROLLBACK")
+        raise
+    if own:
+        connection.exec_driver_sql("COMMIT")
 
 
 @event.listens_for(_SyncSession, "after_rollback")
