@@ -328,6 +328,15 @@ async def test_every_flow_of_the_account_page(account: AccountPage, axe_source: 
     await account.shot("account")
     await no_blocking_violations(account, axe_source, "signed in, everything shown")
 
+    # 15. Turn the authenticator app off (password and a backup code); the key keeps MFA on.
+    turn_off = page.locator("#totp-disable-form")
+    await turn_off.get_by_label("Your password").fill(PASSWORD)
+    await turn_off.get_by_label("A code from the app, or a backup code").fill(new_codes[1])
+    await account.click("Turn off")
+    await account.expect_notice("The authenticator app is off.")
+    await expect(page.locator("#totp-state")).to_have_text("Status: off.")
+    await expect(page.locator("#mfa-summary")).to_contain_text("On")
+
     await account.click("Log out")
     await account.expect_signed_out()
 

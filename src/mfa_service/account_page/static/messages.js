@@ -24,7 +24,7 @@ export const MESSAGES = {
   rate_limited: "Too many attempts.",
   service_unavailable: "The service is temporarily unavailable. Nothing was changed.",
   overloaded: "The service is busy.",
-  not_found: "It no longer exists. The list has been refreshed.",
+  not_found: "It no longer exists: it was removed or ended elsewhere. Reload to see the rest.",
   method_not_allowed: "The service does not support this request.",
   http_error: "The service refused the request.",
   internal_error: "Something went wrong on the service. Try again.",
