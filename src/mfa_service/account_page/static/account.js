@@ -64,11 +64,16 @@ function showProblem(error) {
   }
 }
 
-/** The browser's WebAuthn refusals, as problems a person can read. */
-function webauthnProblem(error) {
+/** Any failure as a problem a person can read: the service's own, the browser's WebAuthn
+ * refusals (DOMException), and a bug in this page (logged for the developer). */
+function asProblem(error) {
   if (error instanceof api.ApiError) return error;
-  const code = error?.name === "InvalidStateError" ? "webauthn_credential_exists" : "webauthn_cancelled";
-  return new api.ApiError(0, {code, title: String(error?.message ?? error)}, null);
+  if (error instanceof DOMException) {
+    const code = error.name === "InvalidStateError" ? "webauthn_credential_exists" : "webauthn_cancelled";
+    return new api.ApiError(0, {code, title: error.message}, null);
+  }
+  console.error(error);
+  return new api.ApiError(0, {code: "internal_error", title: String(error)}, null);
 }
 
 /** Runs an action for a form or button: its controls disabled meanwhile, problems shown. */
@@ -79,7 +84,7 @@ async function act(control, action) {
   try {
     await action();
   } catch (error) {
-    const problem = webauthnProblem(error);
+    const problem = asProblem(error);
     if (problem.code === "invalid_token" || problem.code === "invalid_refresh_token") {
       api.forgetTokens();
       showSignedOut();
@@ -145,7 +150,7 @@ async function stepUpWith(control, prove) {
     await prove();
     stepUpDone?.(true);
   } catch (error) {
-    $("step-up-problem").textContent = describe(webauthnProblem(error));
+    $("step-up-problem").textContent = describe(asProblem(error));
     show("step-up-problem");
   } finally {
     controls.forEach((c) => (c.disabled = false));
@@ -197,7 +202,7 @@ function showChallenge(answer) {
   $("challenge-code").value = "";
   $("challenge-backup").value = "";
   showView("challenge");
-  $("challenge").querySelector("form:not([hidden]) input, p:not([hidden]) > button").focus();
+  $("challenge").querySelector("form:not([hidden]) input, p:not([hidden]) > button")?.focus();
 }
 
 async function signedIn(message) {
@@ -506,7 +511,7 @@ async function start() {
   } catch (error) {
     api.forgetTokens();
     showSignedOut();
-    showProblem(webauthnProblem(error));
+    showProblem(asProblem(error));
   }
 }
 
