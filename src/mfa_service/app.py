@@ -12,6 +12,7 @@ from fastapi.middleware.cors import CORSMiddleware
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from mfa_service import migrations
+from mfa_service.account_page.site import install_account_page
 from mfa_service.accounts import routes as accounts_routes
 from mfa_service.accounts.passwords import PasswordHasher
 from mfa_service.audit import routes as audit_routes
@@ -201,4 +202,6 @@ def create_app(settings: Settings | None = None, clock: Clock | None = None) -> 
         health_router,
     ):
         app.include_router(router)
+    if settings.account_page_enabled:
+        install_account_page(app)
     return app

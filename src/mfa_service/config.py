@@ -123,6 +123,10 @@ class Settings(BaseSettings):
     # Passkey-login options calls per client IP per MFA_LOGIN_WINDOW_SECONDS (each is counted).
     passkey_options_ip_max: int = Field(default=300, ge=1)
 
+    # The account page at /account/ (SPEC §2 clients' reference SPA). Unset: on in development,
+    # off in production.
+    account_page: bool | None = None
+
     # Password hashing: argon2id, OWASP minimum by default.
     argon2_memory_kib: int = Field(default=19456, ge=19456)
     argon2_time_cost: int = Field(default=2, ge=2)
@@ -288,6 +292,12 @@ class Settings(BaseSettings):
         if self.database_url:
             return self.database_url
         return f"sqlite+aiosqlite:///{(self.data_dir / 'mfa.db').resolve()}"
+
+    @property
+    def account_page_enabled(self) -> bool:
+        if self.account_page is None:
+            return self.env == "development"
+        return self.account_page
 
     @property
     def is_sqlite(self) -> bool:

@@ -87,15 +87,51 @@ def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
 READ_ONLY = {"mfa_read_only": True}
 
 
+# Execution option of the statement sessions on SQLite (see `statements_autocommit`): no
+# BEGIN, every statement commits by itself, SQLite's own autocommit.
+_SQLITE_AUTOCOMMIT = "mfa_sqlite_autocommit"
+
+
 def _begin_immediate(conn: Any) -> None:
     # A deferred SQLite transaction that read before another writer committed cannot write
     # any more (SQLITE_BUSY_SNAPSHOT): take the write lock up front. SQLite is the
     # single-process default, so serialising its transactions costs little. Read-only work
     # must not wait for that lock: it may run while a request holds it.
-    if conn.get_execution_options().get("mfa_read_only"):
+    if _sqlite_autocommit(conn):
+        return
+    options = conn.get_execution_options()
+    if options.get("mfa_read_only"):
         conn.exec_driver_sql("BEGIN")
     else:
         conn.exec_driver_sql("BEGIN IMMEDIATE")
+
+
+def _sqlite_autocommit(conn: Any) -> bool:
+    return bool(conn.get_execution_options().get(_SQLITE_AUTOCOMMIT))
+
+
+@asynccontextmanager
+async def atomic(db: AsyncSession) -> AsyncIterator[None]:
+    """The block's statements (and the ORM changes it makes) as one transaction.
+
+    Inside a request's transaction that is simply the block. On a SQLite statement session
+    (`statements_autocommit`) it is a short transaction of its own that takes the write lock
+    up front and holds it only for the block's statements: never across a Redis round trip,
+    a signature or a response, which under load would make every other request wait for
+    the lock in SQLite's sleeping busy handler.
+    """
+    conn = await db.connection()
+    if not conn.sync_connection or not _sqlite_autocommit(conn.sync_connection):
+        yield
+        return
+    await conn.exec_driver_sql("BEGIN IMMEDIATE")
+    try:
+        yield
+        await db.flush()
+    except BaseException:
+        await conn.exec_driver_sql("ROLLBACK")
+        raise
+    await conn.exec_driver_sql("COMMIT")
 
 
 class _SyncSession(sqlmodel.Session):
@@ -131,8 +167,9 @@ async def write_staged(db: AsyncSession, *rows: Row) -> None:
         params = _params(staged + list(rows))
         await driver.execute(sql, *(p(params[n]) if p else params[n] for n, p in binds))
         return
-    for statement, params in _inserts(conn.dialect.name, staged + list(rows)):
-        await conn.execute(statement, params)
+    async with atomic(db):
+        for statement, params in _inserts(conn.dialect.name, staged + list(rows)):
+            await conn.execute(statement, params)
 
 
 Shape = tuple[tuple[Table, tuple[str, ...]], ...]
@@ -186,11 +223,24 @@ def _fused_insert(shape: tuple[tuple[Table, tuple[str, ...]], ...]) -> Insert:
 @event.listens_for(_SyncSession, "before_commit")
 def _write_staged_before_commit(session: sqlmodel.Session) -> None:
     staged: list[Row] = session.info.pop(_STAGED, [])
-    if staged:
+    if not staged:
+        return
+    connection = session.connection()
+    # On a SQLite statement session the pending changes and the staged rows (an audit event
+    # and what it enqueued) still commit together: one short transaction of their own.
+    own = _sqlite_autocommit(connection)
+    if own:
+        connection.exec_driver_sql("BEGIN IMMEDIATE")
+    try:
         session.flush()  # staged rows may refer to rows still pending in the unit of work
-        connection = session.connection()
         for statement, params in _inserts(connection.dialect.name, staged):
             connection.execute(statement, params)
+    except BaseException:
+        if own:
+            connection.exec_driver_sql("ROLLBACK")
+        raise
+    if own:
+        connection.exec_driver_sql("COMMIT")
 
 
 @event.listens_for(_SyncSession, "after_rollback")
@@ -251,11 +301,11 @@ Endpoint = TypeVar("Endpoint", bound=Callable[..., Any])
 
 
 def statements_autocommit(endpoint: Endpoint) -> Endpoint:
-    """For a hot path whose every statement stands alone (STYLE §18): on PostgreSQL each
-    statement commits by itself, no BEGIN and COMMIT round trips. Only for routes whose
-    writes are each atomic and safe to keep if a later one fails (the challenge: a used TOTP
-    step with no session is a refusal, never a token), or that only read. SQLite keeps one
-    transaction per request."""
+    """For a hot path whose every statement stands alone (STYLE §18): each statement commits
+    by itself, no BEGIN and COMMIT round trips on PostgreSQL, and on SQLite no write lock
+    held for the whole request. Only for routes whose writes are each atomic and safe to
+    keep if a later one fails (the challenge: a used TOTP step with no session is a refusal,
+    never a token), or that only read; steps of several statements go in `atomic`."""
     setattr(endpoint, STATEMENTS_AUTOCOMMIT, True)
     return endpoint
 
@@ -297,7 +347,9 @@ async def autocommit_driver(db: AsyncSession) -> Any | None:
 
 
 def create_statement_sessionmaker(engine: AsyncEngine) -> async_sessionmaker[AsyncSession]:
-    """Sessions whose statements autocommit (PostgreSQL; see `statements_autocommit`)."""
+    """Sessions whose statements autocommit (see `statements_autocommit`)."""
+    if engine.dialect.name == "sqlite":
+        return create_sessionmaker(engine.execution_options(**{_SQLITE_AUTOCOMMIT: True}))
     if engine.dialect.name != "postgresql":
         return create_sessionmaker(engine)
     # asyncpg's autocommit is a flag on the adapter: no round trip to set or reset it.

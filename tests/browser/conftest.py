@@ -123,3 +123,11 @@ async def browser_page(chromium: Browser, service: Service) -> AsyncIterator[Bro
         yield browser_page
     finally:
         await context.close()
+
+
+def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
+    """Where the account page's screenshots went (tests/browser/test_account_page.py)."""
+    from tests.browser.account_page import saved_artifacts
+
+    for folder in dict.fromkeys(saved_artifacts):
+        terminalreporter.write_line(f"account page screenshots: {folder}")

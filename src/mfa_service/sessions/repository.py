@@ -13,7 +13,7 @@ from sqlmodel.ext.asyncio.session import AsyncSession
 
 from mfa_service.accounts.models import User
 from mfa_service.base import new_id
-from mfa_service.db import autocommit_driver
+from mfa_service.db import atomic, autocommit_driver
 from mfa_service.sessions.models import RefreshToken, Session
 
 # A session made under an older credentials version than its user's current one is dead,
@@ -256,22 +256,25 @@ async def rotate_refresh_token(
             reused=reused,
             rotated=row["rotated"],
         )
-    found = await find_refresh_token(db, token_hash)
-    if found is None:
-        return None
-    token, session, current = found
-    live = (
-        session.revoked_at is None
-        and current
-        and session.expires_at > at
-        and session.last_refreshed_at > idle_since
-    )
-    reused = token.used_at is not None or (live and not await mark_used(db, token.id, at))
-    rotated = live and not reused
-    if rotated:
-        session.last_refreshed_at = at
-        db.add(session)
-        db.add(RefreshToken(id=next_id, session_id=session.id, token_hash=next_hash, created_at=at))
+    async with atomic(db):
+        found = await find_refresh_token(db, token_hash)
+        if found is None:
+            return None
+        token, session, current = found
+        live = (
+            session.revoked_at is None
+            and current
+            and session.expires_at > at
+            and session.last_refreshed_at > idle_since
+        )
+        reused = token.used_at is not None or (live and not await mark_used(db, token.id, at))
+        rotated = live and not reused
+        if rotated:
+            session.last_refreshed_at = at
+            db.add(session)
+            db.add(
+                RefreshToken(id=next_id, session_id=session.id, token_hash=next_hash, created_at=at)
+            )
     return Rotation(
         session.id,
         session.user_id,

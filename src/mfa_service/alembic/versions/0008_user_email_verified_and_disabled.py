@@ -19,7 +19,7 @@ depends_on: str | Sequence[str] | None = None
 
 def upgrade() -> None:
     with op.batch_alter_table('users', schema=None) as batch_op:
-        batch_op.add_column(sa.Column('email_verified', sa.Boolean(), nullable=False, server_default=sa.false()))
+        batch_op.add_column(sa.Column('email_verified', sa.Boolean(), nullable=False, server_default='false'))
         batch_op.add_column(sa.Column('disabled_at', mfa_service.base.UTCDateTime(timezone=True), nullable=True))
 
 

@@ -1,0 +1,52 @@
+"""The account page's files, mounted at `/account/` with strict security headers.
+
+Plain HTML, CSS and JavaScript modules shipped in the package: no build step, nothing from
+another origin. Not part of the OpenAPI document (a mount is not an API operation)."""
+
+from __future__ import annotations
+
+from importlib import resources
+
+from fastapi import FastAPI
+from fastapi.staticfiles import StaticFiles
+from starlette.responses import Response
+from starlette.types import Scope
+
+PATH = "/account"
+
+# Only this origin, and no inline script or style: what the page shows is built with the DOM
+# (textContent), so an injected string is text, never markup. `data:` images for the TOTP QR
+# code, which the API answers as a data:image/svg+xml URI.
+CONTENT_SECURITY_POLICY = "; ".join(
+    (
+        "default-src 'none'",
+        "script-src 'self'",
+        "style-src 'self'",
+        "img-src 'self' data:",
+        "connect-src 'self'",
+        "form-action 'self'",
+        "base-uri 'none'",
+        "frame-ancestors 'none'",
+    )
+)
+SECURITY_HEADERS = {
+    "Content-Security-Policy": CONTENT_SECURITY_POLICY,
+    "X-Frame-Options": "DENY",  # frame-ancestors for browsers that predate it
+    "X-Content-Type-Options": "nosniff",
+    "Referrer-Policy": "no-referrer",
+    "Cross-Origin-Opener-Policy": "same-origin",
+    # Revalidated on every load (a 304 with the ETag): an upgraded package is never served stale.
+    "Cache-Control": "no-cache",
+}
+
+
+class _AccountPage(StaticFiles):
+    async def get_response(self, path: str, scope: Scope) -> Response:
+        response = await super().get_response(path, scope)
+        response.headers.update(SECURITY_HEADERS)
+        return response
+
+
+def install_account_page(app: FastAPI) -> None:
+    files = resources.files("mfa_service.account_page").joinpath("static")
+    app.mount(PATH, _AccountPage(directory=str(files), html=True), name="account-page")
