@@ -30,6 +30,10 @@ export const MESSAGES = {
   internal_error: "Something went wrong on the service. Try again.",
   invalid_client: "The service refused the client's credentials.",
   invalid_request: "The request was missing something the service needs.",
+  invalid_reset_token: "This password-reset link is invalid, used or expired. Ask for a new one.",
+  invalid_verification_token: "This verification link is invalid, used or expired. Ask for a new one.",
+  email_not_verified: "Confirm your email address first: follow the link we just sent you.",
+  email_already_verified: "Your email address is already verified.",
   // The page's own: no answer at all, and a browser WebAuthn refusal.
   network_error: "The service could not be reached. Check your connection and try again.",
   webauthn_cancelled: "The security key request was cancelled or timed out.",
