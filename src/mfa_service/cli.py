@@ -1,4 +1,4 @@
-"""mfa-service: serve the API, migrate the database, manage signing keys."""
+"""mfa-service: serve the API, migrate the database, manage signing keys, operate accounts."""
 
 from __future__ import annotations
 
@@ -16,6 +16,7 @@ from pydantic import ValidationError
 from uvicorn.config import LOG_LEVELS
 
 from mfa_service import migrations
+from mfa_service.admin import cli as admin_cli
 from mfa_service.app import VERSION, prepare_storage
 from mfa_service.clock import SystemClock, now
 from mfa_service.config import Settings
@@ -98,6 +99,7 @@ def build_parser() -> argparse.ArgumentParser:
         description="Apply every Alembic migration to MFA_DATABASE_URL (to head).",
         formatter_class=_formatter,
     )
+    admin_cli.add_db_prune(db_commands, _formatter)
 
     key = commands.add_parser(
         "keys",
@@ -141,6 +143,7 @@ def build_parser() -> argparse.ArgumentParser:
         description="Print a new value for MFA_DATA_KEY (url-safe base64 of 32 random bytes).",
         formatter_class=_formatter,
     )
+    admin_cli.add_commands(commands, _formatter)
     return parser
 
 
@@ -179,6 +182,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         if args.command == "serve":
             return _serve(settings, args.host, args.port, args.workers, args.log_level)
+        if args.command == "users":
+            return asyncio.run(
+                admin_cli.run_users(settings, args.users_command, args.email, args.json)
+            )
+        if args.command == "audit":
+            return asyncio.run(admin_cli.run_audit_export(settings, args.since, args.user))
+        if args.command == "db" and args.db_command == "prune":
+            return asyncio.run(admin_cli.run_prune(settings, args.json))
         if args.command == "db":
             asyncio.run(_upgrade(settings))
             print("database schema is at head")

@@ -123,6 +123,9 @@ class Settings(BaseSettings):
     # Passkey-login options calls per client IP per MFA_LOGIN_WINDOW_SECONDS (each is counted).
     passkey_options_ip_max: int = Field(default=300, ge=1)
 
+    # `mfa-service db prune` deletes audit events older than this.
+    audit_retention_days: int = Field(default=365, ge=1)
+
     # Password hashing: argon2id, OWASP minimum by default.
     argon2_memory_kib: int = Field(default=19456, ge=19456)
     argon2_time_cost: int = Field(default=2, ge=2)

@@ -343,6 +343,15 @@ class PasskeyRefused(ServiceError):
     detail = "The passkey could not be verified."
 
 
+class AccountDisabled(ServiceError):
+    """Only after the right password (or passkey): a guesser learns nothing from it."""
+
+    status = 403
+    code = "account_disabled"
+    title = "Account disabled"
+    detail = "This account was disabled by an operator."
+
+
 class InvalidCursor(ServiceError):
     status = 400
     code = "invalid_cursor"
