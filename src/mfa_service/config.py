@@ -123,6 +123,12 @@ class Settings(BaseSettings):
     # Passkey-login options calls per client IP per MFA_LOGIN_WINDOW_SECONDS (each is counted).
     passkey_options_ip_max: int = Field(default=300, ge=1)
 
+    # Logs: one JSON object a line, or readable text. Unset: text in development, JSON in
+    # production.
+    log_format: Literal["json", "text"] | None = None
+    # With it set, GET /metrics wants `Authorization: Bearer <token>`.
+    metrics_token: SecretStr | None = None
+
     # `mfa-service db prune` deletes audit events older than this.
     audit_retention_days: int = Field(default=365, ge=1)
 
@@ -249,6 +255,12 @@ class Settings(BaseSettings):
         if self.database_url:
             return self.database_url
         return f"sqlite+aiosqlite:///{(self.data_dir / 'mfa.db').resolve()}"
+
+    @property
+    def effective_log_format(self) -> Literal["json", "text"]:
+        if self.log_format is not None:
+            return self.log_format
+        return "json" if self.env == "production" else "text"
 
     @property
     def is_sqlite(self) -> bool:
