@@ -1,11 +1,11 @@
 """Logs through structlog: `MFA_LOG_FORMAT=json` gives one JSON object a line (timestamp,
 level, logger, message, request_id and the fields of the line), `text` a readable line.
 
-Every record goes through the same chain, whether it was written with the standard `logging`
-module (ours, uvicorn's, SQLAlchemy's, alembic's) or with structlog: the standard library's
-root handler formats with structlog's ProcessorFormatter. The chain ends with `redact`, so no
-password, code, token, secret or full email leaves the process even if some log call were
-careless.
+Every record takes the same path, whether it was written with the standard `logging` module
+(ours, uvicorn's, SQLAlchemy's, alembic's) or with structlog (whose loggers write through the
+standard library): the root handler's `Formatter` makes it an event, `redact` blanks and
+scrubs it, and structlog's renderer writes it. So no password, code, token, secret or full
+email leaves the process even if some log call were careless.
 
 `dict_config()` is a `logging.config.dictConfig` document: `serve` hands it to uvicorn, which
 applies it in every worker process it starts (they import nothing of their parent's state).
@@ -13,9 +13,11 @@ applies it in every worker process it starts (they import nothing of their paren
 
 from __future__ import annotations
 
+import functools
 import logging
 import logging.config
 import re
+import time
 from contextvars import ContextVar
 from typing import Any, Literal
 
@@ -31,33 +33,43 @@ REDACTED = "[redacted]"
 # Field names whose values are secrets, whatever they hold (matched in lower case).
 _SECRET_NAMES = ("password", "secret", "token", "authorization", "cookie", "otp", "data_key")
 _SECRET_EXACT = frozenset({"code", "codes", "backup_code", "backup_codes", "credential"})
-_KEEP = frozenset({"timestamp", "level", "logger", "request_id", "route", "method"})
+_KEEP = frozenset({"timestamp", "level", "logger", "request_id", "route", "method", "status"})
 
-_SCRUB: tuple[tuple[re.Pattern[str], str], ...] = (
-    # A JWT (three base64url parts, the first a JSON object).
-    (re.compile(r"eyJ[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+\.[A-Za-z0-9_-]*"), "[jwt]"),
-    (re.compile(r"(?i)\b(bearer|basic)\s+[^\s,;\"']+"), r"\1 " + REDACTED),
-    (re.compile(r"otpauth://\S+"), "[otpauth-uri]"),
+_BACKUP_CHAR = "[0-9a-hjkmnp-tv-zA-HJKMNP-TV-Z]"  # Crockford base32, either case
+# One pass over a string finds every kind of secret; earlier alternatives win at a position.
+_SECRETS = re.compile(
+    r"(?P<jwt>eyJ[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+\.[A-Za-z0-9_-]*)"
+    r"|(?P<auth>(?i:bearer|basic))\s+[^\s,;\"']+"
+    r"|(?P<otpauth>otpauth://\S+)"
     # An email: the first character and the domain stay, for a person to follow a case.
-    (
-        re.compile(r"([A-Za-z0-9])[A-Za-z0-9._%+-]*@([A-Za-z0-9-]+(?:\.[A-Za-z0-9-]+)+)"),
-        r"\1***@\2",
-    ),
-    # Opaque tokens (refresh, device, challenge: 43+ url-safe characters); UUIDs are shorter.
-    (re.compile(r"[A-Za-z0-9_-]{40,}"), REDACTED),
-    # A base32 TOTP secret.
-    (re.compile(r"\b[A-Z2-7]{16,}\b"), REDACTED),
+    r"|(?P<email>[A-Za-z0-9])[A-Za-z0-9._%+-]*@(?P<domain>[A-Za-z0-9-]+(?:\.[A-Za-z0-9-]+)+)"
     # A backup code as shown to users (xxxxx-xxxxx).
-    (re.compile(r"\b[0-9a-hjkmnp-tv-z]{5}-[0-9a-hjkmnp-tv-z]{5}\b", re.IGNORECASE), REDACTED),
+    rf"|(?P<backup>\b{_BACKUP_CHAR}{{5}}-{_BACKUP_CHAR}{{5}}\b)"
+    # Opaque tokens (refresh, device, challenge: 43+ url-safe characters); UUIDs are shorter.
+    r"|(?P<opaque>[A-Za-z0-9_-]{40,})"
+    # A base32 TOTP secret.
+    r"|(?P<base32>\b[A-Z2-7]{16,}\b)"
 )
 
 
+def _replace(match: re.Match[str]) -> str:
+    kind = match.lastgroup
+    if kind == "jwt":
+        return "[jwt]"
+    if kind == "auth":
+        return f"{match['auth']} {REDACTED}"
+    if kind == "otpauth":
+        return "[otpauth-uri]"
+    if kind == "domain":  # the email's last group
+        return f"{match['email']}***@{match['domain']}"
+    return REDACTED
+
+
 def scrub(text: str) -> str:
-    for pattern, replacement in _SCRUB:
-        text = pattern.sub(replacement, text)
-    return text
+    return _SECRETS.sub(_replace, text) if len(text) > 4 else text
 
 
+@functools.lru_cache(maxsize=1024)
 def _is_secret_name(name: str) -> bool:
     lowered = name.lower()
     return lowered in _SECRET_EXACT or any(part in lowered for part in _SECRET_NAMES)
@@ -77,56 +89,80 @@ def _redact_value(value: Any) -> Any:
 
 def redact(_logger: WrappedLogger, _name: str, event: EventDict) -> EventDict:
     """The last step before rendering: secret-named fields blanked, every string scrubbed."""
-    for key, value in list(event.items()):
+    for key, value in event.items():
         if key in _KEEP:
             continue
         if _is_secret_name(key):
             event[key] = REDACTED
-        else:
+        elif not isinstance(value, int | float | bool | None):
             event[key] = _redact_value(value)
     return event
 
 
-def add_request_id(_logger: WrappedLogger, _name: str, event: EventDict) -> EventDict:
-    rid = request_id.get()
-    if rid is not None:
-        event.setdefault("request_id", rid)
-    return event
+# What every LogRecord has; the rest of its attributes are the call's `extra` fields.
+_RECORD_ATTRS = frozenset(
+    [*vars(logging.LogRecord("", 0, "", 0, "", (), None)), "message", "asctime", "taskName"]
+)
 
 
-_FIRST = ("timestamp", "level", "logger", "message", "request_id")
+def _timestamp(created: float) -> str:
+    whole = int(created)
+    micro = int((created - whole) * 1_000_000)
+    return f"{time.strftime('%Y-%m-%dT%H:%M:%S', time.gmtime(whole))}.{micro:06d}Z"
 
 
-def _in_order(_logger: WrappedLogger, _name: str, event: EventDict) -> EventDict:
-    """The fixed fields first, so a person reading the raw lines finds them in place."""
-    ordered = {key: event.pop(key) for key in _FIRST if key in event}
-    ordered.update(event)
-    return ordered
+class Formatter(logging.Formatter):
+    """Every record, ours, uvicorn's or a library's, as one event: timestamp, level, logger,
+    message, request_id (of the request being answered), the call's `extra` fields and the
+    exception; redacted, then rendered by structlog's JSON or console renderer.
 
+    Written for the standard library's records directly rather than through structlog's
+    ProcessorFormatter, which copies each record and runs a longer chain: the access line is
+    written for every request (measured: 70 µs a line that way, a quarter of that this way).
+    structlog's own loggers hand their event here as a record's `extra` (render_to_log_kwargs),
+    so both kinds take the same path.
+    """
 
-def _drop_color_message(_logger: WrappedLogger, _name: str, event: EventDict) -> EventDict:
-    event.pop("color_message", None)  # uvicorn's copy of the message with ANSI colours
-    return event
+    def __init__(self, log_format: LogFormat = "text") -> None:
+        super().__init__()
+        self._render: Any
+        if log_format == "json":
+            self._render = structlog.processors.JSONRenderer()
+        else:
+            self._render = structlog.dev.ConsoleRenderer(colors=False, event_key="message")
 
-
-_PRE_CHAIN: list[Any] = [
-    structlog.stdlib.add_log_level,
-    structlog.stdlib.add_logger_name,
-    structlog.processors.TimeStamper(fmt="iso", utc=True, key="timestamp"),
-    structlog.stdlib.ExtraAdder(),
-    _drop_color_message,
-    add_request_id,
-]
+    def format(self, record: logging.LogRecord) -> str:
+        event: dict[str, Any] = {
+            "timestamp": _timestamp(record.created),
+            "level": record.levelname.lower(),
+            "logger": record.name,
+            "message": record.getMessage(),
+        }
+        rid = request_id.get()
+        if rid is not None:
+            event["request_id"] = rid
+        for key in record.__dict__.keys() - _RECORD_ATTRS:
+            if key != "color_message":  # uvicorn's copy of the message with ANSI colours
+                event.setdefault(key, record.__dict__[key])
+        if record.exc_info:
+            event["exception"] = self.formatException(record.exc_info)
+        elif record.stack_info:
+            event["stack"] = record.stack_info
+        return str(self._render(None, "", redact(None, "", event)))
 
 
 def _configure_structlog() -> None:
+    """structlog's loggers (`structlog.get_logger`) write through the standard library, so
+    their lines meet the same handler, level and formatter."""
     structlog.configure(
         processors=[
             structlog.stdlib.filter_by_level,
-            *_PRE_CHAIN,
-            structlog.stdlib.ProcessorFormatter.wrap_for_formatter,
+            structlog.stdlib.PositionalArgumentsFormatter(),
+            structlog.stdlib.render_to_log_kwargs,
         ],
-        logger_factory=structlog.stdlib.LoggerFactory(),
+        # Plain `logging.getLogger`: structlog's LoggerFactory would install its own Logger
+        # class for every logger made afterwards, with a slower caller lookup.
+        logger_factory=logging.getLogger,
         wrapper_class=structlog.stdlib.BoundLogger,
         cache_logger_on_first_use=True,
     )
@@ -136,22 +172,13 @@ def formatter(log_format: LogFormat = "text") -> logging.Formatter:
     """The root handler's formatter (a dictConfig factory: `"()"`); configures structlog
     too, so a worker process that only applied the dictConfig logs the same way."""
     _configure_structlog()
-    renderer: Any
-    if log_format == "json":
-        renderer = structlog.processors.JSONRenderer()
-    else:
-        renderer = structlog.dev.ConsoleRenderer(colors=False, event_key="message")
-    return structlog.stdlib.ProcessorFormatter(
-        foreign_pre_chain=_PRE_CHAIN,
-        processors=[
-            structlog.stdlib.ProcessorFormatter.remove_processors_meta,
-            structlog.processors.format_exc_info,
-            structlog.processors.EventRenamer("message"),
-            redact,
-            _in_order,
-            renderer,
-        ],
-    )
+    # What no line shows is not gathered for every record: the caller's file and line, the
+    # thread, process and multiprocessing names (the logging docs' "Optimization").
+    logging._srcfile = None
+    logging.logThreads = False
+    logging.logProcesses = False
+    logging.logMultiprocessing = False
+    return Formatter(log_format)
 
 
 def dict_config(log_format: LogFormat, level: int | str = logging.INFO) -> dict[str, Any]:

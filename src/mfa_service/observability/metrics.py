@@ -15,6 +15,7 @@ import shutil
 import tempfile
 from collections.abc import Callable, Mapping
 from pathlib import Path
+from typing import Any
 
 from prometheus_client import (
     CONTENT_TYPE_LATEST,
@@ -145,11 +146,26 @@ _route("/auth/refresh", _refresh, lambda o: REFRESHES.labels(o).inc())
 _route("/auth/register", _registration, lambda o: REGISTRATIONS.labels(o).inc())
 
 
+# The labelled children, looked up once per (method, route, status): `labels()` validates and
+# locks on every call. Bounded by the routes and statuses the app has.
+_CHILDREN: dict[tuple[str, str, int], tuple[Any, Any, Callable[[int], None] | None]] = {}
+
+
 def observe_request(method: str, route: str, status: int, seconds: float) -> None:
-    REQUESTS.labels(method, route, str(status)).inc()
-    LATENCY.labels(method, route).observe(seconds)
-    if method == "POST" and (count := _BY_STATUS.get(route)) is not None:
-        count(status)
+    key = (method, route, status)
+    if (children := _CHILDREN.get(key)) is None:
+        by_status = _BY_STATUS.get(route) if method == "POST" else None
+        children = (
+            REQUESTS.labels(method, route, str(status)),
+            LATENCY.labels(method, route),
+            by_status,
+        )
+        _CHILDREN[key] = children
+    requests, latency, by_status = children
+    requests.inc()
+    latency.observe(seconds)
+    if by_status is not None:
+        by_status(status)
 
 
 def render() -> tuple[bytes, str]:
