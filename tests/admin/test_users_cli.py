@@ -128,6 +128,7 @@ async def test_disable_refuses_a_challenge_in_flight(backend: Backend, clock: Fa
         assert r.json()["code"] == "challenge_expired"
 
 
+@pytest.mark.redis_cluster  # the account's counters are found by SCAN on every primary
 async def test_unlock_clears_the_factor_lock_and_password_limits_of_a_running_service(
     backend: Backend, clock: FakeClock
 ) -> None:
