@@ -31,6 +31,8 @@ from tests.support import (
     settings_for,
     totp_code,
 )
+from tests.webauthn.authenticator import SoftAuthenticator
+from tests.webauthn.flows import ORIGIN, key_user, passkey_login, passkey_options
 
 
 def cli_env(settings: Settings, **extra: str) -> dict[str, str]:
@@ -112,6 +114,20 @@ async def test_disable_refuses_login_and_refresh_and_ends_sessions_until_enable(
         assert ("account.disabled", "cli") in seen
         assert ("account.enabled", "cli") in seen
         assert ("login.refused", None) in seen
+
+
+async def test_disable_refuses_a_passkey_login(backend: Backend, clock: FakeClock) -> None:
+    settings = settings_for(backend)
+    async with running_app(settings, clock) as client:
+        device = SoftAuthenticator(origin=ORIGIN)
+        user = await key_user(client, device, passkey=True)
+        await cli_json(settings, "users", "disable", user.email)
+        r = await passkey_login(client, device.get(await passkey_options(client)))
+        assert r.status_code == 403
+        assert r.json()["code"] == "account_disabled"
+        await cli_json(settings, "users", "enable", user.email)
+        r = await passkey_login(client, device.get(await passkey_options(client)))
+        assert r.status_code == 200, r.text
 
 
 async def test_disable_refuses_a_challenge_in_flight(backend: Backend, clock: FakeClock) -> None:
@@ -295,3 +311,53 @@ async def test_db_prune_deletes_what_is_dead_and_keeps_what_lives(
         human = await cli(settings, "db", "prune", MFA_AUDIT_RETENTION_DAYS="2")
         assert human.returncode == 0, human.stderr
         assert human.stdout.startswith("pruned 0 session(s), 0 refresh token(s)")
+
+
+async def test_db_prune_while_the_service_answers(backend: Backend, clock: FakeClock) -> None:
+    """Requests racing the prune all answer as they would without it."""
+    settings = settings_for(backend)
+    async with running_app(settings, clock) as client:
+        email = new_email()
+        await register(client, email)
+        clock.advance(-2 * 86400)
+        for _ in range(15):
+            await login(client, email)
+        clock.advance(2 * 86400)
+        live = [await login(client, email) for _ in range(6)]
+        prune = asyncio.create_task(cli(settings, "db", "prune", "--json"))
+        answers = []
+        while not prune.done():
+            batch = await asyncio.gather(
+                *(client.get("/users/me", headers=bearer(t["access_token"])) for t in live)
+            )
+            answers += [r.status_code for r in batch]
+            await asyncio.sleep(0.05)
+        result = await prune
+        assert result.returncode == 0, result.stderr
+        assert json.loads(result.stdout)["sessions"] >= 15
+        assert answers
+        assert set(answers) == {200}
+        for tokens in live:
+            r = await client.post("/auth/refresh", json={"refresh_token": tokens["refresh_token"]})
+            assert r.status_code == 200
+
+
+def test_the_operator_commands_have_help() -> None:
+    for command in (
+        ("users", "show"),
+        ("users", "unlock"),
+        ("users", "reset-mfa"),
+        ("users", "revoke-sessions"),
+        ("users", "disable"),
+        ("users", "enable"),
+        ("audit", "export"),
+        ("db", "prune"),
+    ):
+        result = run_cli(*command, "--help")
+        assert result.returncode == 0, command
+        assert result.stdout.startswith("usage: mfa-service " + " ".join(command))
+    assert "MFA_AUDIT_RETENTION_DAYS" in run_cli("db", "prune", "--help").stdout
+    assert "--json" in run_cli("users", "disable", "--help").stdout
+    usage = run_cli("users", "frobnicate", "a@b.c")
+    assert usage.returncode == 2
+    assert "invalid choice" in usage.stderr
