@@ -177,8 +177,6 @@ async def run_users(settings: Settings, command: str, email: str, as_json: bool)
     elif command == "show":
         width = max(len(name) for name in result)
         for name, value in result.items():
-            if name in ("changed", "password_counters"):
-                continue
             print(f"{name:<{width}}  {'-' if value is None else value}")
     else:
         print(_sentence(command, email, result))

@@ -6,7 +6,7 @@ the next attempt."""
 from __future__ import annotations
 
 import uuid
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -57,8 +57,6 @@ class UserReport:
     backup_codes_left: int
     live_sessions: int
     factor_locked_until: datetime | None
-    password_counters: int = 0
-    changed: dict[str, Any] = field(default_factory=dict)
 
     def as_json(self) -> dict[str, Any]:
         out: dict[str, Any] = {}
