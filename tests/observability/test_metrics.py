@@ -5,6 +5,9 @@ from __future__ import annotations
 
 import asyncio
 import os
+import subprocess
+import sys
+import tempfile
 import uuid
 from pathlib import Path
 
@@ -12,6 +15,7 @@ import httpx
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
+from mfa_service.config import Settings
 from mfa_service.secretbox import generate_data_key
 from tests.serve import serving
 from tests.support import (
@@ -20,6 +24,7 @@ from tests.support import (
     FakeClock,
     bearer,
     challenge,
+    clean_redis,
     free_port,
     mfa_user,
     register,
@@ -126,16 +131,25 @@ async def test_two_workers_add_up(redis_url: str | None, postgres_url: str, tmp_
     base_url = f"http://127.0.0.1:{port}"
     env = {k: v for k, v in os.environ.items() if not k.startswith("MFA_")}
     env.pop("PROMETHEUS_MULTIPROC_DIR", None)
+    prefix = f"mfa-metrics-{uuid.uuid4().hex[:8]}:"
+    # A directory left by a run that was killed (its pid is gone): the next start removes it.
+    dead = subprocess.Popen([sys.executable, "-c", "pass"])
+    dead.wait()
+    orphan = Path(tempfile.mkdtemp(prefix=f"mfa-metrics-{dead.pid}-"))
+    (orphan / "counter_1.db").write_bytes(b"")
     env.update(
         MFA_DATABASE_URL=postgres_url,
         MFA_REDIS_URL=redis_url,
-        MFA_REDIS_PREFIX=f"mfa-metrics-{uuid.uuid4().hex[:8]}:",
+        MFA_REDIS_PREFIX=prefix,
         MFA_DATA_DIR=str(tmp_path),
         MFA_DATA_KEY=generate_data_key(),
         MFA_ISSUER=base_url,
         MFA_METRICS_TOKEN=TOKEN,
     )
     async with serving(env, port, tmp_path / "server.log", workers=2) as pid:
+        assert not orphan.exists()
+        (own,) = Path(tempfile.gettempdir()).glob(f"mfa-metrics-{pid}-*")
+        assert list(own.glob("counter_*.db"))  # the workers count into it
         workers: list[int] = []
         for _ in range(100):
             workers = child_workers(pid)
@@ -170,3 +184,5 @@ async def test_two_workers_add_up(redis_url: str | None, postgres_url: str, tmp_
         finally:
             for client in pinned.values():
                 await client.aclose()
+            await clean_redis(Settings(redis_url=redis_url, redis_prefix=prefix))
+    assert not own.exists()  # serve removes its directory when it stops

@@ -177,6 +177,9 @@ def render() -> tuple[bytes, str]:
     return generate_latest(REGISTRY), CONTENT_TYPE_LATEST
 
 
+_TEMP_PREFIX = "mfa-metrics-"
+
+
 def prepare_multiprocess_dir() -> Path:
     """Before the workers start: PROMETHEUS_MULTIPROC_DIR (the operator's, emptied of a
     previous run's files, or a new temporary directory) set for them to inherit. A file left
@@ -188,12 +191,29 @@ def prepare_multiprocess_dir() -> Path:
         for stale in path.glob("*.db"):
             stale.unlink()
     else:
-        path = Path(tempfile.mkdtemp(prefix="mfa-metrics-"))
+        _remove_orphans()
+        # The pid in the name: a run ended by SIGKILL cannot remove its directory, the next
+        # start on this machine does (`_remove_orphans`).
+        path = Path(tempfile.mkdtemp(prefix=f"{_TEMP_PREFIX}{os.getpid()}-"))
         os.environ[MULTIPROC_ENV] = str(path)
     return path
 
 
+def _remove_orphans() -> None:
+    """Our temporary directories whose `serve` process is gone."""
+    for path in Path(tempfile.gettempdir()).glob(f"{_TEMP_PREFIX}*-*"):
+        pid = path.name[len(_TEMP_PREFIX) :].split("-", 1)[0]
+        try:
+            if not pid.isdigit() or path.is_symlink() or path.stat().st_uid != os.getuid():
+                continue
+            os.kill(int(pid), 0)
+        except ProcessLookupError:
+            shutil.rmtree(path, ignore_errors=True)
+        except OSError:
+            continue  # alive under another user (PermissionError), or gone meanwhile
+
+
 def remove_multiprocess_dir(path: Path) -> None:
     """After `serve`: a temporary directory we made goes; an operator's stays."""
-    if path.name.startswith("mfa-metrics-") and path.parent == Path(tempfile.gettempdir()):
+    if path.name.startswith(_TEMP_PREFIX) and path.parent == Path(tempfile.gettempdir()):
         shutil.rmtree(path, ignore_errors=True)
