@@ -18,6 +18,7 @@ from mfa_service.challenges.schemas import ChallengeResponse
 from mfa_service.db import SessionDep, statements_autocommit
 from mfa_service.enrollment.schemas import EnrollmentRequired
 from mfa_service.errors import (
+    AccountDisabled,
     EmailTaken,
     InvalidCode,
     InvalidCredentials,
@@ -76,7 +77,12 @@ async def register(
     response_description="`status` tells which: `authenticated` (tokens), `mfa_required` "
     "(a challenge) or `mfa_enrollment_required` (MFA_REQUIRE_MFA).",
     responses=responses(
-        InvalidCredentials, RequestValidationFailed, RateLimited, ServiceUnavailable, Overloaded
+        InvalidCredentials,
+        AccountDisabled,
+        RequestValidationFailed,
+        RateLimited,
+        ServiceUnavailable,
+        Overloaded,
     ),
 )
 async def login(

@@ -20,6 +20,7 @@ from mfa_service.devices.models import DeviceToken
 from mfa_service.enrollment import service as enrollment
 from mfa_service.enrollment.schemas import EnrollmentRequired
 from mfa_service.errors import (
+    AccountDisabled,
     EmailTaken,
     InvalidCode,
     InvalidCredentials,
@@ -129,6 +130,9 @@ async def login(
     if not await verify_password(db, svc, client, email, user, password, device) or user is None:
         audit.record(db, svc, client, "login.failed", user.id if user else None)
         raise InvalidCredentials()
+    if user.disabled_at is not None:  # after the password: a guesser learns nothing
+        audit.record(db, svc, client, "login.refused", user.id, reason="account_disabled")
+        raise AccountDisabled()
     if user.mfa_enabled:
         if device is not None:
             # Read again after the hashing wait: a DELETE /users/me/devices may have come.

@@ -17,6 +17,7 @@ from mfa_service.clock import now
 from mfa_service.db import stage
 from mfa_service.errors import InvalidCursor
 from mfa_service.net import Client
+from mfa_service.observability import metrics
 from mfa_service.services import Services
 
 AUDIT_EVENTS = AuditEvent.__table__  # type: ignore[attr-defined]
@@ -30,7 +31,9 @@ def record(
     user_id: uuid.UUID | None,
     **detail: str,
 ) -> None:
-    """Written with the request's transaction (staged: see `db.stage`)."""
+    """Written with the request's transaction (staged: see `db.stage`); the domain counters
+    of /metrics count it."""
+    metrics.count_event(type_, detail)
     stage(
         db,
         AUDIT_EVENTS,

@@ -7,6 +7,7 @@ from fastapi import APIRouter, Response, status
 from mfa_service.db import SessionDep, statements_autocommit
 from mfa_service.enrollment.dependencies import EnrollingClaims
 from mfa_service.errors import (
+    AccountDisabled,
     InsufficientUserAuthentication,
     InvalidToken,
     InvalidWebAuthnResponse,
@@ -199,7 +200,9 @@ async def passkey_options(svc: ServicesDep, client: ClientDep) -> RequestOptions
     tags=["webauthn"],
     operation_id="passkeyLogin",
     summary="Log in with a passkey",
-    responses=responses(PasskeyRefused, RequestValidationFailed, RateLimited, ServiceUnavailable),
+    responses=responses(
+        PasskeyRefused, AccountDisabled, RequestValidationFailed, RateLimited, ServiceUnavailable
+    ),
 )
 async def passkey_login(
     body: PasskeyLogin, db: SessionDep, svc: ServicesDep, client: ClientDep

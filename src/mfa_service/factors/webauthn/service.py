@@ -9,9 +9,11 @@ import uuid
 from sqlalchemy.exc import IntegrityError
 from sqlmodel.ext.asyncio.session import AsyncSession
 
+from mfa_service.accounts.models import User
 from mfa_service.audit import service as audit
 from mfa_service.clock import now
 from mfa_service.errors import (
+    AccountDisabled,
     InvalidWebAuthnResponse,
     PasskeyRefused,
     WebAuthnCredentialExists,
@@ -200,6 +202,11 @@ async def passkey_login(
         audit.record(db, svc, client, "login.failed", user_id, method="passkey")
         raise PasskeyRefused()
     credential, credentials_version = found
+    user = await db.get(User, credential.user_id)
+    if user is None or user.disabled_at is not None:
+        reason = "account_disabled"
+        audit.record(db, svc, client, "login.refused", credential.user_id, reason=reason)
+        raise AccountDisabled()
     audit.record(db, svc, client, "login.succeeded", credential.user_id, method="passkey")
     return await sessions.start_session(
         db,
