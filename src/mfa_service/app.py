@@ -37,6 +37,8 @@ from mfa_service.introspection import routes as introspection_routes
 from mfa_service.limits.attempts import AttemptLimiter
 from mfa_service.limits.login import LoginLimiter
 from mfa_service.mail import service as mail
+from mfa_service.observability import routes as observability_routes
+from mfa_service.observability.middleware import Observability
 from mfa_service.outbox.worker import Outbox
 from mfa_service.recovery import routes as recovery_routes
 from mfa_service.recovery import service as recovery
@@ -184,10 +186,12 @@ def create_app(settings: Settings | None = None, clock: Clock | None = None) -> 
             CORSMiddleware,
             allow_origins=settings.cors_origins,
             allow_methods=["GET", "POST", "PATCH", "DELETE"],
-            allow_headers=["Authorization", "Content-Type"],
-            expose_headers=["Retry-After", "WWW-Authenticate"],
+            allow_headers=["Authorization", "Content-Type", "X-Request-ID"],
+            expose_headers=["Retry-After", "WWW-Authenticate", "X-Request-ID"],
             max_age=600,
         )
+    # Outermost: the request id, access log line and metrics see every answer (413s too).
+    app.add_middleware(Observability)
     for router in (
         accounts_routes.router,
         recovery_routes.router,
@@ -200,6 +204,7 @@ def create_app(settings: Settings | None = None, clock: Clock | None = None) -> 
         devices_routes.router,
         tokens_routes.router,
         health_router,
+        observability_routes.router,
     ):
         app.include_router(router)
     if settings.account_page_enabled:

@@ -1,10 +1,11 @@
-"""mfa-service: serve the API, migrate the database, manage signing keys."""
+"""mfa-service: serve the API, migrate the database, manage signing keys, operate accounts."""
 
 from __future__ import annotations
 
 import argparse
 import asyncio
 import logging
+import os
 import socket
 import sys
 import threading
@@ -16,10 +17,12 @@ from pydantic import ValidationError
 from uvicorn.config import LOG_LEVELS
 
 from mfa_service import migrations
+from mfa_service.admin import cli as admin_cli
 from mfa_service.app import VERSION, prepare_storage
 from mfa_service.clock import SystemClock, now
 from mfa_service.config import Settings
 from mfa_service.db import create_engine, create_sessionmaker
+from mfa_service.observability import logs, metrics
 from mfa_service.redis_client import UNAVAILABLE as REDIS_UNAVAILABLE
 from mfa_service.secretbox import DataKeyError, generate_data_key, load_secret_box
 from mfa_service.tokens import keys
@@ -98,6 +101,7 @@ def build_parser() -> argparse.ArgumentParser:
         description="Apply every Alembic migration to MFA_DATABASE_URL (to head).",
         formatter_class=_formatter,
     )
+    admin_cli.add_db_prune(db_commands, _formatter)
 
     key = commands.add_parser(
         "keys",
@@ -141,6 +145,7 @@ def build_parser() -> argparse.ArgumentParser:
         description="Print a new value for MFA_DATA_KEY (url-safe base64 of 32 random bytes).",
         formatter_class=_formatter,
     )
+    admin_cli.add_commands(commands, _formatter)
     return parser
 
 
@@ -176,9 +181,18 @@ def main(argv: Sequence[str] | None = None) -> int:
                 where = "settings"
             print(f"mfa-service: configuration error: {where}: {error['msg']}", file=sys.stderr)
         return 2
+    logs.configure(settings.effective_log_format, level)
     try:
         if args.command == "serve":
             return _serve(settings, args.host, args.port, args.workers, args.log_level)
+        if args.command == "users":
+            return asyncio.run(
+                admin_cli.run_users(settings, args.users_command, args.email, args.json)
+            )
+        if args.command == "audit":
+            return asyncio.run(admin_cli.run_audit_export(settings, args.since, args.user))
+        if args.command == "db" and args.db_command == "prune":
+            return asyncio.run(admin_cli.run_prune(settings, args.json))
         if args.command == "db":
             asyncio.run(_upgrade(settings))
             print("database schema is at head")
@@ -231,19 +245,31 @@ def _serve(settings: Settings, host: str, port: int, workers: int, log_level: st
     # Once, before the workers start and race each other: the development data key, the
     # embedded SQLite schema, the first signing key.
     asyncio.run(_prepare(settings))
-    uvicorn.run(
-        "mfa_service.app:create_app",
-        factory=True,
-        host=host,
-        port=port,
-        workers=workers,
-        log_level=log_level,
-        # We read X-Forwarded-For ourselves, only from MFA_TRUSTED_PROXIES; uvicorn would
-        # otherwise trust it from 127.0.0.1.
-        proxy_headers=False,
-        forwarded_allow_ips="",
-        server_header=False,
-    )
+    # Several workers count into one directory of memory-mapped files, emptied first.
+    multiproc = None
+    if workers > 1 or os.environ.get(metrics.MULTIPROC_ENV):
+        multiproc = metrics.prepare_multiprocess_dir()
+    try:
+        uvicorn.run(
+            "mfa_service.app:create_app",
+            factory=True,
+            host=host,
+            port=port,
+            workers=workers,
+            log_level=log_level,
+            # Applied in every worker: uvicorn's own lines through our formatter too; its
+            # access log off (the app writes one line per request, with the request id).
+            log_config=logs.dict_config(settings.effective_log_format, LOG_LEVELS[log_level]),
+            access_log=False,
+            # We read X-Forwarded-For ourselves, only from MFA_TRUSTED_PROXIES; uvicorn would
+            # otherwise trust it from 127.0.0.1.
+            proxy_headers=False,
+            forwarded_allow_ips="",
+            server_header=False,
+        )
+    finally:
+        if multiproc is not None:
+            metrics.remove_multiprocess_dir(multiproc)
     return 0
 
 

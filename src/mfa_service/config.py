@@ -127,6 +127,15 @@ class Settings(BaseSettings):
     # off in production.
     account_page: bool | None = None
 
+    # Logs: one JSON object a line, or readable text. Unset: text in development, JSON in
+    # production.
+    log_format: Literal["json", "text"] | None = None
+    # With it set, GET /metrics wants `Authorization: Bearer <token>`.
+    metrics_token: SecretStr | None = None
+
+    # `mfa-service db prune` deletes audit events older than this.
+    audit_retention_days: int = Field(default=365, ge=1)
+
     # Password hashing: argon2id, OWASP minimum by default.
     argon2_memory_kib: int = Field(default=19456, ge=19456)
     argon2_time_cost: int = Field(default=2, ge=2)
@@ -298,6 +307,12 @@ class Settings(BaseSettings):
         if self.account_page is None:
             return self.env == "development"
         return self.account_page
+
+    @property
+    def effective_log_format(self) -> Literal["json", "text"]:
+        if self.log_format is not None:
+            return self.log_format
+        return "json" if self.env == "production" else "text"
 
     @property
     def is_sqlite(self) -> bool:

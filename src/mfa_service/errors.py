@@ -7,6 +7,7 @@ are fixed strings chosen here: nothing a client sent (passwords, codes, tokens) 
 from __future__ import annotations
 
 import logging
+import re
 from collections.abc import Mapping
 from typing import Any, ClassVar
 
@@ -343,6 +344,15 @@ class PasskeyRefused(ServiceError):
     detail = "The passkey could not be verified."
 
 
+class AccountDisabled(ServiceError):
+    """Only after the right password (or passkey): a guesser learns nothing from it."""
+
+    status = 403
+    code = "account_disabled"
+    title = "Account disabled"
+    detail = "This account was disabled by an operator."
+
+
 class InvalidCursor(ServiceError):
     status = 400
     code = "invalid_cursor"
@@ -550,14 +560,18 @@ BACKEND_DOWN: tuple[type[Exception], ...] = (
 )
 
 
+_BUSY = re.compile(r"another operation (\(\d+\) )?is in progress")
+
+
 def connection_broke(exc: BaseException | None) -> bool:
     """Whether the raw driver's error says the connection broke under a request, though its
     class does not: a connection the server ended between two statements ("connection is
     closed"; its other InterfaceErrors are misuse, our bugs), or one checked out while the
     server's termination notice was read but its socket's end not yet (the protocol is still
-    busy with the notice: "another operation is in progress")."""
+    busy with the notice: asyncpg 0.32 says "cannot switch to state 12; another operation (2)
+    is in progress")."""
     if isinstance(exc, asyncpg.exceptions.InternalClientError):
-        return "another operation is in progress" in str(exc)
+        return _BUSY.search(str(exc)) is not None
     if isinstance(exc, asyncpg.exceptions.InterfaceError):
         return str(exc) == "connection is closed"
     return False

@@ -18,6 +18,7 @@ from mfa_service.challenges.schemas import ChallengeResponse
 from mfa_service.db import SessionDep, statements_autocommit
 from mfa_service.enrollment.schemas import EnrollmentRequired
 from mfa_service.errors import (
+    AccountDisabled,
     EmailNotVerified,
     EmailTaken,
     InvalidCode,
@@ -78,6 +79,7 @@ async def register(
     "(a challenge) or `mfa_enrollment_required` (MFA_REQUIRE_MFA).",
     responses=responses(
         InvalidCredentials,
+        AccountDisabled,
         EmailNotVerified,
         RequestValidationFailed,
         RateLimited,

@@ -20,6 +20,7 @@ from mfa_service.devices.models import DeviceToken
 from mfa_service.enrollment import service as enrollment
 from mfa_service.enrollment.schemas import EnrollmentRequired
 from mfa_service.errors import (
+    AccountDisabled,
     EmailNotVerified,
     EmailTaken,
     InvalidCode,
@@ -135,6 +136,9 @@ async def login(
     if not await verify_password(db, svc, client, email, user, password, device) or user is None:
         audit.record(db, svc, client, "login.failed", user.id if user else None)
         raise InvalidCredentials()
+    if user.disabled_at is not None:  # after the password: a guesser learns nothing
+        audit.record(db, svc, client, "login.refused", user.id, reason="account_disabled")
+        raise AccountDisabled()
     if svc.settings.require_verified_email and not user.email_verified:
         # Only now, after the password: a guesser learns nothing. A fresh link goes out (at
         # most MFA_EMAIL_VERIFY_MAX an hour), since without tokens the user cannot ask.

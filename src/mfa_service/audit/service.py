@@ -19,6 +19,7 @@ from mfa_service.errors import InvalidCursor
 from mfa_service.mail import service as mail
 from mfa_service.mail.notices import NOTICES
 from mfa_service.net import Client
+from mfa_service.observability import metrics
 from mfa_service.services import Services
 
 AUDIT_EVENTS = AuditEvent.__table__  # type: ignore[attr-defined]
@@ -32,8 +33,10 @@ def record(
     user_id: uuid.UUID | None,
     **detail: str,
 ) -> None:
-    """Written with the request's transaction (staged: see `db.stage`); an event that
-    warrants a security notice (`mail.notices`) enqueues its mail in the same transaction."""
+    """Written with the request's transaction (staged: see `db.stage`); the domain counters
+    of /metrics count it, and an event that warrants a security notice (`mail.notices`)
+    enqueues its mail in the same transaction."""
+    metrics.count_event(type_, detail)
     at = now(svc.clock)
     stage(
         db,

@@ -19,6 +19,7 @@ get no more evaluations than the limit; a genuine secret gives its reservation b
 from __future__ import annotations
 
 import hashlib
+import re
 import uuid
 from dataclasses import dataclass
 
@@ -38,12 +39,15 @@ class LoginLimiter:
         self._limiter = limiter
         self._settings = settings
 
+    def _account_base(self, email: str) -> str:
+        # The account's keys share a hash tag (one Redis Cluster shard); the IP has its own.
+        account = hashlib.sha256(email.encode()).hexdigest()[:32]
+        return f"{self._settings.redis_prefix}{{login:{account}}}"
+
     def _account_limits(self, email: str, ip_bucket: str) -> tuple[Limit, Limit]:
         s = self._settings
         window = s.login_window_seconds * 1000
-        # The account's keys share a hash tag (one Redis Cluster shard); the IP has its own.
-        account = hashlib.sha256(email.encode()).hexdigest()[:32]
-        base = f"{s.redis_prefix}{{login:{account}}}"
+        base = self._account_base(email)
         return (
             Limit(f"{base}:ip:{ip_bucket}", s.login_max_failures, window),
             Limit(f"{base}:all", s.login_account_max_failures, window),
@@ -53,6 +57,18 @@ class LoginLimiter:
         s = self._settings
         key = f"{s.redis_prefix}{{{kind}-ip:{ip_bucket}}}"
         return Limit(key, s.login_ip_max_failures, s.login_window_seconds * 1000)
+
+    async def clear_account(self, email: str) -> int:
+        """An operator's unlock (`mfa-service users unlock`): the account's password counters
+        (from every IP, and from all) are gone; how many there were. The per-IP counters over
+        all accounts stay: they are about the client, not this account."""
+        redis = self._limiter.scripts.redis
+        # One hash tag: every key is on one shard, which SCAN (each primary) finds.
+        pattern = re.sub(r"([*?\[\]\\])", r"\\\1", self._account_base(email)) + ":*"
+        keys = [key async for key in redis.scan_iter(match=pattern, count=500)]
+        for key in keys:  # one by one: a cluster client refuses a multi-key DEL it has to split
+            await redis.delete(key)
+        return len(keys)
 
     async def reserve_password(self, email: str, ip_bucket: str) -> PasswordAttempt:
         """Admit one password check on all three counters, or raise RateLimited."""

@@ -85,4 +85,13 @@ NOTICES: dict[str, Notice] = {
         CHECK_FACTORS,
     ),
     "factor.locked": Notice("second factor locked", _locked, CHANGE_PASSWORD),
+    # `mfa-service users reset-mfa` (SPEC §9): an operator removed every factor.
+    "account.mfa_reset": Notice(
+        "second factors removed",
+        _fixed(
+            "An administrator removed every second factor of your account: multi-factor "
+            "authentication is now OFF, and every session was signed out."
+        ),
+        CHANGE_PASSWORD,
+    ),
 }

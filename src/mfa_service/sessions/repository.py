@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import update
+from sqlalchemy import and_, update
 from sqlmodel import col, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
@@ -17,8 +17,12 @@ from mfa_service.db import atomic, autocommit_driver
 from mfa_service.sessions.models import RefreshToken, Session
 
 # A session made under an older credentials version than its user's current one is dead,
-# whatever else it says: a password or factor change happened after it was decided on.
-_CURRENT = col(User.credentials_version) == col(Session.credentials_version)
+# whatever else it says: a password or factor change happened after it was decided on. So is
+# every session of a disabled user (`mfa-service users disable`, which revokes them as well).
+_CURRENT = and_(
+    col(User.credentials_version) == col(Session.credentials_version),
+    col(User.disabled_at).is_(None),
+)
 
 
 async def get_live_session(db: AsyncSession, session_id: uuid.UUID) -> Session | None:
@@ -43,6 +47,7 @@ _LIVE_SESSION_SQL = (
     + ", ".join(f"u.{name}" for name in _USER_COLUMNS)
     + " FROM sessions s JOIN users u ON u.id = s.user_id"
     " WHERE s.id = $1 AND s.revoked_at IS NULL AND u.credentials_version = s.credentials_version"
+    " AND u.disabled_at IS NULL"
 )
 
 
@@ -209,7 +214,7 @@ WITH found AS (
     SELECT t.id AS token_id, t.used_at IS NOT NULL AS used, s.id AS session_id, s.user_id,
            s.auth_time, s.amr, s.expires_at,
            s.revoked_at IS NULL AND u.credentials_version = s.credentials_version
-               AND s.expires_at > $2 AND s.last_refreshed_at > $3 AS live
+               AND u.disabled_at IS NULL AND s.expires_at > $2 AND s.last_refreshed_at > $3 AS live
     FROM refresh_tokens t
     JOIN sessions s ON s.id = t.session_id
     JOIN users u ON u.id = s.user_id

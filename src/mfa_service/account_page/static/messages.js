@@ -3,6 +3,7 @@
 
 export const MESSAGES = {
   invalid_credentials: "The email or password is incorrect.",
+  account_disabled: "This account is disabled. Contact the service's administrators.",
   invalid_token: "Your session has ended. Please log in again.",
   invalid_refresh_token: "Your session has ended. Please log in again.",
   insufficient_user_authentication: "Please confirm it is you before doing this.",

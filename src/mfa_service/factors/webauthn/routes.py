@@ -7,6 +7,7 @@ from fastapi import APIRouter, Response, status
 from mfa_service.db import SessionDep, statements_autocommit
 from mfa_service.enrollment.dependencies import EnrollingClaims
 from mfa_service.errors import (
+    AccountDisabled,
     EmailNotVerified,
     InsufficientUserAuthentication,
     InvalidToken,
@@ -201,7 +202,12 @@ async def passkey_options(svc: ServicesDep, client: ClientDep) -> RequestOptions
     operation_id="passkeyLogin",
     summary="Log in with a passkey",
     responses=responses(
-        PasskeyRefused, EmailNotVerified, RequestValidationFailed, RateLimited, ServiceUnavailable
+        PasskeyRefused,
+        AccountDisabled,
+        EmailNotVerified,
+        RequestValidationFailed,
+        RateLimited,
+        ServiceUnavailable,
     ),
 )
 async def passkey_login(

@@ -9,10 +9,11 @@ import uuid
 from sqlalchemy.exc import IntegrityError
 from sqlmodel.ext.asyncio.session import AsyncSession
 
-from mfa_service.accounts import repository as accounts_repository
+from mfa_service.accounts.models import User
 from mfa_service.audit import service as audit
 from mfa_service.clock import now
 from mfa_service.errors import (
+    AccountDisabled,
     EmailNotVerified,
     InvalidWebAuthnResponse,
     PasskeyRefused,
@@ -203,20 +204,18 @@ async def passkey_login(
         audit.record(db, svc, client, "login.failed", user_id, method="passkey")
         raise PasskeyRefused()
     credential, credentials_version = found
-    if svc.settings.require_verified_email:
-        user = await accounts_repository.get(db, credential.user_id)
-        if user is not None and not user.email_verified:  # as a password login (SPEC §10)
-            await recovery_tokens.send_verification(db, svc, user, quiet=True)
-            audit.record(
-                db,
-                svc,
-                client,
-                "login.failed",
-                user.id,
-                method="passkey",
-                reason="email_not_verified",
-            )
-            raise EmailNotVerified()
+    user = await db.get(User, credential.user_id)
+    if user is None or user.disabled_at is not None:
+        reason = "account_disabled"
+        audit.record(db, svc, client, "login.refused", credential.user_id, reason=reason)
+        raise AccountDisabled()
+    if svc.settings.require_verified_email and not user.email_verified:
+        # As a password login (SPEC §10): refused, and a fresh link mailed.
+        await recovery_tokens.send_verification(db, svc, user, quiet=True)
+        audit.record(
+            db, svc, client, "login.failed", user.id, method="passkey", reason="email_not_verified"
+        )
+        raise EmailNotVerified()
     audit.record(db, svc, client, "login.succeeded", credential.user_id, method="passkey")
     return await sessions.start_session(
         db,

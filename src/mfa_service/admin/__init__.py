@@ -1,0 +1,1 @@
+"""Operator actions behind `mfa-service users …`, `audit export` and `db prune` (SPEC §9)."""
