@@ -48,6 +48,7 @@ from mfa_service.services import Services
 from mfa_service.sessions import routes as sessions_routes
 from mfa_service.tokens import routes as tokens_routes
 from mfa_service.tokens.keys import KeyStore, ensure_key
+from mfa_service.webhooks import delivery as webhooks
 
 logger = logging.getLogger("mfa_service")
 
@@ -125,6 +126,7 @@ def create_app(settings: Settings | None = None, clock: Clock | None = None) -> 
         redis = create_redis(settings)
         hasher = PasswordHasher(settings)
         outbox = Outbox(engine, settings, clock)
+        sender: webhooks.Sender | None = None
         try:
             await prepare_storage(engine, box, settings, clock)
             sessionmaker = create_sessionmaker(engine)
@@ -150,6 +152,7 @@ def create_app(settings: Settings | None = None, clock: Clock | None = None) -> 
             )
             mail.install(app.state.services)
             recovery.install(app.state.services)
+            sender = webhooks.install(app.state.services)
             outbox.start()
             logger.info(
                 "mfa-service ready: database %s, redis %s",
@@ -159,6 +162,8 @@ def create_app(settings: Settings | None = None, clock: Clock | None = None) -> 
             yield
         finally:
             await outbox.stop()
+            if sender is not None:
+                await sender.close()
             hasher.close()
             await redis.aclose()
             await engine.dispose()

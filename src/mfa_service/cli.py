@@ -26,6 +26,7 @@ from mfa_service.observability import logs, metrics
 from mfa_service.redis_client import UNAVAILABLE as REDIS_UNAVAILABLE
 from mfa_service.secretbox import DataKeyError, generate_data_key, load_secret_box
 from mfa_service.tokens import keys
+from mfa_service.webhooks import cli as webhooks_cli
 
 # A server that does not answer: said in one line, not a traceback.
 UNREACHABLE: tuple[type[Exception], ...] = (
@@ -146,6 +147,7 @@ def build_parser() -> argparse.ArgumentParser:
         formatter_class=_formatter,
     )
     admin_cli.add_commands(commands, _formatter)
+    webhooks_cli.add_commands(commands, _formatter)
     return parser
 
 
@@ -193,6 +195,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             return asyncio.run(admin_cli.run_audit_export(settings, args.since, args.user))
         if args.command == "db" and args.db_command == "prune":
             return asyncio.run(admin_cli.run_prune(settings, args.json))
+        if args.command == "webhooks":
+            return asyncio.run(webhooks_cli.run(settings, args))
         if args.command == "db":
             asyncio.run(_upgrade(settings))
             print("database schema is at head")

@@ -171,6 +171,12 @@ class Settings(BaseSettings):
     outbox_lease_seconds: int = Field(default=300, ge=30)
     outbox_max_age: int = Field(default=86400, ge=60)
 
+    # Webhooks (SPEC §9): every audit event POSTed to this URL, signed per Standard Webhooks
+    # with MFA_WEBHOOK_SECRET (`whsec_` + base64 of 24 to 64 random bytes). Both or neither.
+    webhook_url: str | None = None
+    webhook_secret: SecretStr | None = None
+    webhook_timeout: float = Field(default=10.0, gt=0, le=60)
+
     @field_validator("cors_origins", mode="before")
     @classmethod
     def _split_origins(cls, value: object) -> object:
@@ -237,6 +243,41 @@ class Settings(BaseSettings):
         if parts.scheme not in ("smtp", "smtps") or not parts.hostname:
             raise ValueError("must be smtp://[user:password@]host[:port] or smtps://…")
         return SecretStr(value.get_secret_value().strip())
+
+    @field_validator("webhook_url")
+    @classmethod
+    def _webhook_url(cls, value: str | None) -> str | None:
+        if value is None or not value.strip():
+            return None
+        parts = urlsplit(value.strip())
+        # No input in the message: the URL may carry the receiver's token.
+        if parts.scheme not in ("http", "https") or not parts.hostname:
+            raise ValueError("must be an http:// or https:// URL")
+        return value.strip()
+
+    @field_validator("webhook_secret")
+    @classmethod
+    def _webhook_secret(cls, value: SecretStr | None) -> SecretStr | None:
+        if value is None or not value.get_secret_value().strip():
+            return None
+        text = value.get_secret_value().strip().removeprefix("whsec_")
+        try:
+            size = len(base64.b64decode(text, validate=True))
+        except (binascii.Error, ValueError):
+            size = 0
+        if not 24 <= size <= 64:
+            # No input in the message: it is a secret.
+            raise ValueError(
+                "must be whsec_ followed by the base64 of 24 to 64 random bytes "
+                "(generate one with: mfa-service webhooks generate-secret)"
+            )
+        return SecretStr(value.get_secret_value().strip())
+
+    @model_validator(mode="after")
+    def _webhook_pair(self) -> Settings:
+        if (self.webhook_url is None) != (self.webhook_secret is None):
+            raise ValueError("MFA_WEBHOOK_URL and MFA_WEBHOOK_SECRET are set together")
+        return self
 
     @field_validator("data_key")
     @classmethod

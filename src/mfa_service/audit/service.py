@@ -21,6 +21,7 @@ from mfa_service.mail.notices import NOTICES
 from mfa_service.net import Client
 from mfa_service.observability import metrics
 from mfa_service.services import Services
+from mfa_service.webhooks import delivery as webhooks
 
 AUDIT_EVENTS = AuditEvent.__table__  # type: ignore[attr-defined]
 
@@ -34,23 +35,23 @@ def record(
     **detail: str,
 ) -> None:
     """Written with the request's transaction (staged: see `db.stage`); the domain counters
-    of /metrics count it, and an event that warrants a security notice (`mail.notices`)
-    enqueues its mail in the same transaction."""
+    of /metrics count it, an event that warrants a security notice (`mail.notices`) enqueues
+    its mail, and with webhooks on every event enqueues its delivery, in the same
+    transaction."""
     metrics.count_event(type_, detail)
     at = now(svc.clock)
-    stage(
-        db,
-        AUDIT_EVENTS,
-        {
-            "id": new_id(),
-            "user_id": user_id,
-            "type": type_,
-            "at": at,
-            "ip": client.ip,
-            "user_agent": client.user_agent,
-            "detail": detail,
-        },
-    )
+    event = {
+        "id": new_id(),
+        "user_id": user_id,
+        "type": type_,
+        "at": at,
+        "ip": client.ip,
+        "user_agent": client.user_agent,
+        "detail": detail,
+    }
+    stage(db, AUDIT_EVENTS, event)
+    if svc.settings.webhook_url is not None:
+        webhooks.enqueue_event(db, svc, event)
     if type_ in NOTICES and user_id is not None:
         mail.send_notice(db, svc, client, type_, user_id, at, detail)
 
