@@ -13,7 +13,7 @@ from typing import Any
 
 from mfa_service.clock import SystemClock, now
 from mfa_service.config import Settings
-from mfa_service.db import create_engine
+from mfa_service.db import READ_ONLY, create_engine
 from mfa_service.webhooks import admin
 
 Formatter = Callable[[str], argparse.HelpFormatter]
@@ -69,7 +69,9 @@ async def run(settings: Settings, args: argparse.Namespace) -> int:
     engine = create_engine(settings)
     try:
         if args.webhooks_command == "list":
+            # A read: on SQLite it must not queue for the write lock the service takes.
             async with engine.connect() as conn:
+                await conn.execution_options(**READ_ONLY)
                 found = await admin.deliveries(conn, args.failed, args.limit)
             for delivery in found:
                 print(json.dumps(delivery.as_json()) if args.json else _line(delivery))
