@@ -76,6 +76,7 @@ class Outbox:
         self._handlers: dict[str, Handler] = {}
         self._wake = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
+        self._stopping = False
 
     def register(self, kind: str, handler: Handler) -> None:
         """Deliver rows of `kind` with `handler`; it raises to have the row retried. Rows of
@@ -93,6 +94,8 @@ class Outbox:
     async def stop(self) -> None:
         """Stop; a delivery cut short is retried by whoever claims the row after its lease."""
         if self._task is not None:
+            # The flag ends the loop even if the cancellation is lost (below).
+            self._stopping = True
             self._task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await self._task
@@ -100,7 +103,7 @@ class Outbox:
 
     async def _run(self) -> None:
         poll = self._settings.outbox_poll_seconds
-        while True:
+        while not self._stopping:
             self._wake.clear()
             try:
                 claimed = await self.run_once()
@@ -109,8 +112,12 @@ class Outbox:
                 claimed = 0
             if claimed >= BATCH:
                 continue  # there may be more due now
+            # Not asyncio.wait_for: on Python 3.11 it loses a cancellation that arrives as
+            # the wait ends (a wake right before stop), and this loop then never ended: the
+            # app's shutdown hung on it.
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._wake.wait(), poll)
+                async with asyncio.timeout(poll):
+                    await self._wake.wait()
 
     async def run_once(self) -> int:
         """Claim and deliver one batch of due rows; how many were claimed."""
