@@ -86,15 +86,31 @@ async def test_a_failing_receiver_gets_each_event_once_after_retries(
 ) -> None:
     hooks.failures = 3
     async with running_app(hook_settings(backend, hooks.url, secret), clock) as client:
+        before = await deliveries_counted(client)
         # The receiver fails every first try: the requests answer as usual all the same.
         user_id, events = await user_with_events(client)
         await until_accepted(hooks, user_id, len(events), clock)
         clock.advance(86_400)  # nothing left to send: no delivery comes twice
         await asyncio.sleep(0.5)
         got = hooks.accepted(user_id)
+        after = await deliveries_counted(client)
     assert len(got) == len(events)
     assert len({r.message_id for r in got}) == len(events)
     assert all(hooks.tries(r.message_id) == 4 for r in got)
+    # /metrics counted the attempts (this process's counters: other tests' apps add to them).
+    assert after["delivered"] - before["delivered"] >= len(events)
+    assert after["failed"] - before["failed"] >= 3 * len(events)
+
+
+async def deliveries_counted(client: httpx.AsyncClient) -> dict[str, float]:
+    r = await client.get("/metrics")
+    assert r.status_code == 200
+    counted = {"delivered": 0.0, "failed": 0.0}
+    for line in r.text.splitlines():
+        for outcome in counted:
+            if line.startswith(f'mfa_webhook_deliveries_total{{outcome="{outcome}"}}'):
+                counted[outcome] = float(line.split()[-1])
+    return counted
 
 
 async def test_a_restart_mid_backlog_loses_nothing(

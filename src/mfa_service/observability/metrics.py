@@ -78,6 +78,11 @@ REGISTRATIONS = Counter(
     "Registrations by outcome: succeeded, email_taken, rejected, rate_limited, unavailable.",
     ["outcome"],
 )
+WEBHOOK_DELIVERIES = Counter(
+    "mfa_webhook_deliveries",
+    "Webhook delivery attempts by outcome: delivered, failed (retried later, or given up).",
+    ["outcome"],
+)
 
 _LOGIN_NEXT = {
     None: "authenticated",

@@ -15,6 +15,7 @@ import httpx
 from sqlmodel.ext.asyncio.session import AsyncSession
 from standardwebhooks.webhooks import Webhook
 
+from mfa_service.observability import metrics
 from mfa_service.outbox.service import enqueue
 from mfa_service.outbox.worker import DeliveryError, Item
 
@@ -77,10 +78,13 @@ class Sender:
                 self._url, content=body, headers=self.headers(message_id, body)
             )
         except httpx.HTTPError as exc:
+            metrics.WEBHOOK_DELIVERIES.labels("failed").inc()
             # The class only: an error's text can repeat the URL, which may hold a token.
             raise DeliveryError(f"no answer ({type(exc).__name__})") from None
         if not response.is_success:
+            metrics.WEBHOOK_DELIVERIES.labels("failed").inc()
             raise DeliveryError(f"the receiver answered {response.status_code}")
+        metrics.WEBHOOK_DELIVERIES.labels("delivered").inc()
 
     async def close(self) -> None:
         await self._client.aclose()
