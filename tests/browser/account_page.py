@@ -21,6 +21,7 @@ import pyotp
 import pytest
 from playwright.async_api import CDPSession, Locator, Page, expect
 
+from tests.browser import chromium
 from tests.browser.chromium import STEP_TIMEOUT, Service
 from tests.support import REQUIRE_SERVICES
 
@@ -97,22 +98,10 @@ class AccountPage:
         await expect(self.page.locator("#whoami")).to_be_hidden()
 
     async def add_authenticator(self, transport: str) -> str:
-        options = {
-            "protocol": "ctap2",
-            "transport": transport,
-            "hasResidentKey": True,
-            "hasUserVerification": True,
-            "isUserVerified": True,
-            "automaticPresenceSimulation": True,
-        }
-        added = await self.cdp.send("WebAuthn.addVirtualAuthenticator", {"options": options})
-        authenticator_id: str = added["authenticatorId"]
-        return authenticator_id
+        return await chromium.add_authenticator(self.cdp, transport)
 
     async def remove_authenticator(self, authenticator_id: str) -> None:
-        await self.cdp.send(
-            "WebAuthn.removeVirtualAuthenticator", {"authenticatorId": authenticator_id}
-        )
+        await chromium.remove_authenticator(self.cdp, authenticator_id)
 
     def foreign_requests(self) -> list[str]:
         """Requests to any origin but the service's own. data: and blob: URLs are the page's

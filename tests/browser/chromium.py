@@ -85,26 +85,33 @@ class BrowserPage:
         return result
 
     async def add_authenticator(self, transport: str) -> str:
-        """A CTAP2 authenticator that holds discoverable credentials and verifies its user."""
-        options = {
-            "protocol": "ctap2",
-            "transport": transport,
-            "hasResidentKey": True,
-            "hasUserVerification": True,
-            "isUserVerified": True,
-            "automaticPresenceSimulation": True,
-        }
-        added = await self.cdp.send("WebAuthn.addVirtualAuthenticator", {"options": options})
-        authenticator_id: str = added["authenticatorId"]
-        return authenticator_id
+        return await add_authenticator(self.cdp, transport)
 
     async def remove_authenticator(self, authenticator_id: str) -> None:
-        await self.cdp.send(
-            "WebAuthn.removeVirtualAuthenticator", {"authenticatorId": authenticator_id}
-        )
+        await remove_authenticator(self.cdp, authenticator_id)
 
     async def stored_credentials(self, authenticator_id: str) -> list[dict[str, Any]]:
         """What the authenticator holds (CDP `Credential`s: ids in standard base64)."""
         got = await self.cdp.send("WebAuthn.getCredentials", {"authenticatorId": authenticator_id})
         credentials: list[dict[str, Any]] = got["credentials"]
         return credentials
+
+
+async def add_authenticator(cdp: CDPSession, transport: str) -> str:
+    """A CDP virtual CTAP2 authenticator that holds discoverable credentials and verifies its
+    user; its id."""
+    options = {
+        "protocol": "ctap2",
+        "transport": transport,
+        "hasResidentKey": True,
+        "hasUserVerification": True,
+        "isUserVerified": True,
+        "automaticPresenceSimulation": True,
+    }
+    added = await cdp.send("WebAuthn.addVirtualAuthenticator", {"options": options})
+    authenticator_id: str = added["authenticatorId"]
+    return authenticator_id
+
+
+async def remove_authenticator(cdp: CDPSession, authenticator_id: str) -> None:
+    await cdp.send("WebAuthn.removeVirtualAuthenticator", {"authenticatorId": authenticator_id})
