@@ -210,10 +210,15 @@ async def serving(
     The app too, for tests that observe its collaborators (`app.state.services`)."""
     app = create_app(settings, clock or FakeClock())
     transport = httpx.ASGITransport(app=app, client=(client_ip, 50000))
+    before = asyncio.all_tasks()
     try:
         async with app.router.lifespan_context(app):
             async with httpx.AsyncClient(transport=transport, base_url="http://mfa.test") as c:
                 yield app, c
+        # A stopped service leaves nothing running: a task that outlives the shutdown (an
+        # outbox delivery once did) writes after the stop or hangs the event loop's close.
+        left = [t for t in asyncio.all_tasks() - before - {asyncio.current_task()} if not t.done()]
+        assert not left, f"tasks still running after the service stopped: {left}"
     finally:
         await clean_redis(settings)
 

@@ -127,7 +127,8 @@ class Mailer:
     async def deliver(self, item: Item) -> None:
         svc = self._svc
         payload = item.payload
-        async with svc.sessionmaker() as db:
+        # One read: no transaction (on SQLite a transaction would queue for the write lock).
+        async with svc.statement_sessionmaker() as db:
             user = await accounts_repository.get(db, uuid.UUID(payload["user_id"]))
         if user is None:
             raise Undeliverable("the user no longer exists")

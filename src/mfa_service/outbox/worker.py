@@ -129,7 +129,12 @@ class Outbox:
                 conn, sorted(self._handlers), at, lease_until, lease_id, BATCH
             )
         items = [Item(r.id, r.kind, dict(r.payload), r.created_at, r.attempts) for r in rows]
-        await asyncio.gather(*(self._deliver(item, lease_id) for item in items))
+        # A task group, not gather: on stop, gather ended as soon as one delivery had unwound
+        # and left the others running past the app's shutdown (each closing its database
+        # connection); the group waits for every one of them.
+        async with asyncio.TaskGroup() as group:
+            for item in items:
+                group.create_task(self._deliver(item, lease_id))
         return len(items)
 
     async def _deliver(self, item: Item, lease_id: uuid.UUID) -> None:
