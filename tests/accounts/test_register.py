@@ -19,8 +19,9 @@ async def test_register_normalises_email_and_hides_the_hash(client: httpx.AsyncC
     tokens = await login(client, email.title())
     me = await client.get("/users/me", headers=bearer(tokens["access_token"]))
     assert me.status_code == 200
-    assert set(me.json()) == {"id", "email", "mfa_enabled", "created_at"}
+    assert set(me.json()) == {"id", "email", "mfa_enabled", "created_at", "email_verified"}
     assert me.json()["email"] == email
+    assert me.json()["email_verified"] is False
 
 
 async def test_duplicate_email_is_409(client: httpx.AsyncClient) -> None:

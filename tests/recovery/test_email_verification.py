@@ -71,9 +71,11 @@ async def test_verification_on_request(
 
         tokens = await login(client, email)
         headers = bearer(tokens["access_token"])
+        assert (await client.get("/users/me", headers=headers)).json()["email_verified"] is False
         await client.post("/auth/email/verification", headers=headers)
         _, sent = await smtp.wait_for(email, 2, subject=SUBJECT)
         assert (await verify(client, sent.token)).status_code == 204
+        assert (await client.get("/users/me", headers=headers)).json()["email_verified"] is True
         done = await client.post("/auth/email/verification", headers=headers)
         assert done.status_code == 409
         assert done.json()["code"] == "email_already_verified"

@@ -187,5 +187,9 @@ async def me(claims: CurrentClaims, db: SessionDep) -> MeOut:
     """The account the access token was issued to."""
     user = await service.current_user(db, claims)
     return MeOut(
-        id=user.id, email=user.email, mfa_enabled=user.mfa_enabled, created_at=user.created_at
+        id=user.id,
+        email=user.email,
+        mfa_enabled=user.mfa_enabled,
+        created_at=user.created_at,
+        email_verified=user.email_verified,
     )

@@ -119,9 +119,13 @@ class MeOut(UserOut):
                     "email": "alice@example.com",
                     "mfa_enabled": True,
                     "created_at": "2026-11-28T09:14:51Z",
+                    "email_verified": True,
                 }
             ]
         }
     )
 
     created_at: datetime
+    email_verified: bool = Field(
+        description="Whether the owner proved the address (`POST /auth/email/verification`)."
+    )
