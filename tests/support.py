@@ -354,3 +354,27 @@ def run_cli(*args: str, **env: str) -> subprocess.CompletedProcess[str]:
         timeout=60,
         check=False,
     )
+
+
+def cli_env(settings: Settings, **extra: str) -> dict[str, str]:
+    """The environment a CLI command needs to act on the same stores as `settings`' app."""
+    env = {
+        "MFA_DATABASE_URL": settings.effective_database_url,
+        "MFA_REDIS_PREFIX": settings.redis_prefix,
+        "MFA_DATA_DIR": str(settings.data_dir),
+        "MFA_ISSUER": settings.issuer,
+    }
+    if settings.data_key is not None:
+        env["MFA_DATA_KEY"] = settings.data_key.get_secret_value()
+    if settings.redis_url is not None:
+        env["MFA_REDIS_URL"] = settings.redis_url
+    return {**env, **extra}
+
+
+async def cli(settings: Settings, *args: str, **extra: str) -> subprocess.CompletedProcess[str]:
+    """The command in its own process, off the event loop, while the test's app serves.
+
+    `run_cli` would block the loop: an app request or outbox delivery caught holding
+    SQLite's write lock would keep it until the command gave up waiting for that lock.
+    """
+    return await asyncio.to_thread(run_cli, *args, **cli_env(settings, **extra))

@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import subprocess
 from typing import Any
 
 import httpx
@@ -19,6 +18,7 @@ from tests.support import (
     FakeClock,
     bearer,
     challenge,
+    cli,
     login,
     mfa_login,
     mfa_user,
@@ -33,25 +33,6 @@ from tests.support import (
 )
 from tests.webauthn.authenticator import SoftAuthenticator
 from tests.webauthn.flows import ORIGIN, key_user, passkey_login, passkey_options
-
-
-def cli_env(settings: Settings, **extra: str) -> dict[str, str]:
-    env = {
-        "MFA_DATABASE_URL": settings.effective_database_url,
-        "MFA_REDIS_PREFIX": settings.redis_prefix,
-        "MFA_DATA_DIR": str(settings.data_dir),
-        "MFA_ISSUER": settings.issuer,
-    }
-    if settings.data_key is not None:
-        env["MFA_DATA_KEY"] = settings.data_key.get_secret_value()
-    if settings.redis_url is not None:
-        env["MFA_REDIS_URL"] = settings.redis_url
-    return {**env, **extra}
-
-
-async def cli(settings: Settings, *args: str, **extra: str) -> subprocess.CompletedProcess[str]:
-    """The command in its own process, off the event loop: the app keeps serving meanwhile."""
-    return await asyncio.to_thread(run_cli, *args, **cli_env(settings, **extra))
 
 
 async def cli_json(settings: Settings, *args: str) -> dict[str, Any]:

@@ -11,8 +11,8 @@ from tests.support import (
     Backend,
     FakeClock,
     bearer,
+    cli,
     registered_login,
-    run_cli,
     running_app,
     settings_for,
 )
@@ -29,12 +29,7 @@ async def test_rotation_publishes_first_then_signs_then_drops_the_old_key(
     settings = settings_for(backend)
     async with running_app(settings, clock) as client:
         _, before = await registered_login(client)
-        env = {
-            "MFA_DATABASE_URL": backend.database_url,
-            "MFA_DATA_KEY": backend.data_key,
-            "MFA_DATA_DIR": str(backend.data_dir),
-        }
-        listed = run_cli("keys", "list", **env)
+        listed = await cli(settings, "keys", "list")
         assert listed.returncode == 0, listed.stderr
         # The key `keys rotate` retires. (The database is shared with other tests, whose clocks
         # differ: `before` may have been signed by an even older key, still published.)
@@ -42,7 +37,7 @@ async def test_rotation_publishes_first_then_signs_then_drops_the_old_key(
 
         # The CLI stamps the retirement with the real time, somewhere in [t0, t1].
         t0 = time.time()
-        rotated = run_cli("keys", "rotate", **env)
+        rotated = await cli(settings, "keys", "rotate")
         assert rotated.returncode == 0, rotated.stderr
         t1 = time.time()
         new_kid = rotated.stdout.split("new active signing key ")[1].split()[0]

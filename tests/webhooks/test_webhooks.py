@@ -20,9 +20,9 @@ from tests.support import (
     Backend,
     FakeClock,
     bearer,
+    cli,
     free_port,
     registered_login,
-    run_cli,
     running_app,
     settings_for,
 )
@@ -127,29 +127,19 @@ async def test_a_restart_mid_backlog_loses_nothing(
     assert len({r.message_id for r in got}) == len(events)
 
 
-def cli_env(settings: Settings) -> dict[str, str]:
-    assert settings.database_url is not None
-    assert settings.data_key is not None
-    return {
-        "MFA_DATABASE_URL": settings.database_url,
-        "MFA_DATA_DIR": str(settings.data_dir),
-        "MFA_DATA_KEY": settings.data_key.get_secret_value(),
-        **({"MFA_REDIS_URL": settings.redis_url} if settings.redis_url else {}),
-    }
-
-
 async def test_given_up_then_retried_by_the_operator(
     backend: Backend, clock: FakeClock, hooks: Receiver, secret: str
 ) -> None:
     hooks.failures = 10**6
     settings = hook_settings(backend, hooks.url, secret, outbox_max_age=600)
-    env = cli_env(settings)
     async with running_app(settings, clock) as client:
         user_id, events = await user_with_events(client)
         # Fail until every delivery of the user's events is given up.
         deadline = asyncio.get_running_loop().time() + WAIT_SECONDS
         while True:
-            listed = run_cli("webhooks", "list", "--failed", "--json", "--limit", "1000", **env)
+            listed = await cli(
+                settings, "webhooks", "list", "--failed", "--json", "--limit", "1000"
+            )
             assert listed.returncode == 0, listed.stderr
             failed = [json.loads(line) for line in listed.stdout.splitlines()]
             mine = [d for d in failed if d["event_id"] in _event_ids(hooks, user_id)]
@@ -162,7 +152,7 @@ async def test_given_up_then_retried_by_the_operator(
         assert hooks.accepted(user_id) == []
 
         hooks.failures = 0
-        retried = run_cli("webhooks", "retry", *(d["id"] for d in mine), **env)
+        retried = await cli(settings, "webhooks", "retry", *(d["id"] for d in mine))
         assert retried.returncode == 0, retried.stderr
         assert f"{len(events)} failed deliveries are due again" in retried.stdout
         got = await hooks.wait_for(user_id, len(events))
