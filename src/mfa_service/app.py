@@ -159,6 +159,12 @@ def create_app(settings: Settings | None = None, clock: Clock | None = None) -> 
                 engine.url.get_backend_name(),
                 redis_kind(settings.redis_url),
             )
+            if unserved := settings.unserved_mail_links:
+                logger.warning(
+                    "%s unset and the account page off: mailed links would point to a page "
+                    "this service does not serve; set them to your front end's pages",
+                    " and ".join(unserved),
+                )
             yield
         finally:
             await outbox.stop()

@@ -16,6 +16,8 @@ from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 from mfa_service.redis_url import check as check_redis_url
 
 IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
+# Where the account page is mounted (account_page/site.py), when it is on.
+ACCOUNT_PAGE_PATH = "/account"
 CLIENT_ID = re.compile(r"[A-Za-z0-9._~-]{1,64}")
 MIN_CLIENT_SECRET = 24
 
@@ -150,8 +152,8 @@ class Settings(BaseSettings):
     smtp_url: SecretStr | None = None
     mail_from: str = "mfa-service <no-reply@localhost>"
     smtp_timeout: float = Field(default=30.0, gt=0)
-    # Where the links in mails point (your front end), `?token=…` appended. Default: under
-    # MFA_ISSUER (/reset-password, /verify-email).
+    # Where the links in mails point (your front end), `?token=…` appended. Default: the
+    # account page's views under MFA_ISSUER (/account/reset-password, /account/verify-email).
     password_reset_url: str | None = None
     email_verify_url: str | None = None
     password_reset_ttl: int = Field(default=1800, ge=60, le=86400)
@@ -360,12 +362,24 @@ class Settings(BaseSettings):
         return self.effective_database_url.startswith("sqlite")
 
     @property
+    def unserved_mail_links(self) -> list[str]:
+        """The link settings left to their defaults, the account page's views, while the
+        account page is off."""
+        if self.account_page_enabled:
+            return []
+        links = {
+            "MFA_PASSWORD_RESET_URL": self.password_reset_url,
+            "MFA_EMAIL_VERIFY_URL": self.email_verify_url,
+        }
+        return [name for name, value in links.items() if value is None]
+
+    @property
     def effective_password_reset_url(self) -> str:
-        return self.password_reset_url or f"{self.issuer}/reset-password"
+        return self.password_reset_url or f"{self.issuer}{ACCOUNT_PAGE_PATH}/reset-password"
 
     @property
     def effective_email_verify_url(self) -> str:
-        return self.email_verify_url or f"{self.issuer}/verify-email"
+        return self.email_verify_url or f"{self.issuer}{ACCOUNT_PAGE_PATH}/verify-email"
 
     @property
     def jwks_uri(self) -> str:

@@ -4,12 +4,14 @@ that they ship in the wheel. The page's behaviour is tested in Chromium
 
 from __future__ import annotations
 
+import logging
 import re
 import subprocess
 import sys
 import zipfile
 from importlib import resources
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
@@ -18,6 +20,7 @@ from mfa_service.account_page.site import CONTENT_SECURITY_POLICY
 from mfa_service.app import create_app
 from mfa_service.config import Settings
 from mfa_service.secretbox import generate_data_key
+from tests.support import Backend, FakeClock, running_app, settings_for
 
 ROOT = Path(__file__).resolve().parents[2]
 STATIC = Path(str(resources.files("mfa_service.account_page").joinpath("static")))
@@ -90,6 +93,51 @@ async def test_served_from_package_files_with_strict_headers(client: httpx.Async
     missing = await client.get("/account/nothing.js")
     assert missing.status_code == 404
     assert missing.headers["content-type"] == "application/problem+json"
+
+
+async def test_the_mailed_links_open_the_page(client: httpx.AsyncClient, tmp_path: Path) -> None:
+    """MFA_PASSWORD_RESET_URL and MFA_EMAIL_VERIFY_URL default to views of this page: the
+    same document, whose relative assets still resolve under /account/."""
+    settings = Settings(data_dir=tmp_path, issuer="http://mfa.test")
+    index = (STATIC / "index.html").read_text(encoding="utf-8")
+    for link in (settings.effective_password_reset_url, settings.effective_email_verify_url):
+        page = await client.get(f"{link}?token=abc")
+        assert page.status_code == 200, link
+        assert page.text == index
+        assert page.headers["content-security-policy"] == CONTENT_SECURITY_POLICY
+        assert page.headers["referrer-policy"] == "no-referrer"  # the token stays here
+        for url in assets(page.text):
+            if not url.startswith("data:"):
+                assert (await client.get(str(page.url.join(url)))).status_code == 200, url
+    assert (await client.get("/account/reset-password/x")).status_code == 404
+
+
+@pytest.mark.parametrize(
+    ("overrides", "unserved"),
+    [
+        ({"account_page": True}, []),
+        ({"account_page": False}, ["MFA_PASSWORD_RESET_URL", "MFA_EMAIL_VERIFY_URL"]),
+        (
+            {"account_page": False, "password_reset_url": "https://app.example/reset"},
+            ["MFA_EMAIL_VERIFY_URL"],
+        ),
+    ],
+)
+async def test_links_to_a_page_that_is_off_are_warned_about_at_start(
+    backend: Backend,
+    caplog: pytest.LogCaptureFixture,
+    overrides: dict[str, Any],
+    unserved: list[str],
+) -> None:
+    with caplog.at_level(logging.WARNING, logger="mfa_service"):
+        async with running_app(settings_for(backend, **overrides), FakeClock()) as client:
+            assert (await client.get("/healthz")).status_code == 200
+    warned = [r.getMessage() for r in caplog.records if "mailed links" in r.getMessage()]
+    if not unserved:
+        assert warned == []
+        return
+    [line] = warned
+    assert line.startswith(" and ".join(unserved) + " unset and the account page off")
 
 
 async def test_no_inline_script_or_style_and_nothing_from_elsewhere() -> None:

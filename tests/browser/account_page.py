@@ -79,7 +79,7 @@ class AccountPage:
     async def click(self, name: str) -> None:
         await self.button(name).click()
 
-    async def expect_notice(self, text: str) -> None:
+    async def expect_notice(self, text: str | re.Pattern[str]) -> None:
         await expect(self.page.locator("#notice")).to_have_text(text, timeout=EXPECT_TIMEOUT_MS)
 
     async def expect_problem(self, text: str | re.Pattern[str]) -> None:

@@ -5,9 +5,14 @@ axe-core scan, and no request to any origin but the service's own."""
 
 from __future__ import annotations
 
+import asyncio
+import email
+import email.policy
 import re
 import shutil
-from collections.abc import AsyncIterator
+import time
+from collections.abc import AsyncIterator, Collection
+from email.message import EmailMessage
 from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qs, unquote, urlsplit
@@ -342,6 +347,131 @@ async def test_every_flow_of_the_account_page(account: AccountPage, axe_source: 
     await account.expect_signed_out()
 
 
+async def mailed_link(outbox: Path, to: str, view: str, seen: Collection[str] = ()) -> str:
+    """The link of a mail to `to` that opens `view` and is not one of `seen`, as `mfa-service
+    serve` with no SMTP server writes it: an .eml file in <data dir>/outbox/."""
+    found = re.compile(rf"(http://\S+/account/{view}\?token=[A-Za-z0-9_-]+)")
+    deadline = time.monotonic() + STEP_TIMEOUT
+    while time.monotonic() < deadline:
+        for path in outbox.glob("*.eml"):
+            message = email.message_from_bytes(path.read_bytes(), policy=email.policy.default)
+            assert isinstance(message, EmailMessage)
+            body = message.get_body(preferencelist=("plain",))
+            link = found.search(body.get_content()) if body else None
+            if message["To"] == to and link and link.group(1) not in seen:
+                return link.group(1)
+        await asyncio.sleep(0.1)
+    raise AssertionError(f"no mail to {to} with a {view} link in {outbox}")
+
+
+async def test_recovery_and_verification_from_the_mailed_links(
+    account: AccountPage, axe_source: str, tmp_path: Path
+) -> None:
+    """The links the service mails by default open views of this page: confirm the address,
+    then a forgotten password reset with the second factor, as a person does it."""
+    page = account.page
+    address = new_email()
+    outbox = tmp_path / "data" / "outbox"  # the `service` fixture's MFA_DATA_DIR
+
+    register = page.locator("#register-form")
+    await register.get_by_label("Email").fill(address)
+    await register.get_by_label("Password").fill(PASSWORD)
+    await account.click("Create account")
+    await account.expect_signed_in(address)
+    await expect(page.locator("#email-state")).to_have_text(f"{address}: not confirmed yet.")
+
+    # Verification: asked for on the page, the link followed in the same tab.
+    await account.click("Mail me a confirmation link")
+    await account.expect_notice("A link to confirm the email address is on its way.")
+    await page.goto(await mailed_link(outbox, address, "verify-email"))
+    await expect(page.get_by_role("heading", name="Confirm your email address")).to_be_visible()
+    assert page.url == account.url, "the token is still in the address bar"
+    await account.shot("verify-email")
+    await no_blocking_violations(account, axe_source, "the verification view")
+    await account.click("Confirm my email address")
+    await account.expect_signed_in(address)
+    await account.expect_notice("Your email address is confirmed.")
+    await expect(page.locator("#email-state")).to_have_text(f"{address}: confirmed.")
+    await expect(account.button("Mail me a confirmation link")).to_be_hidden()
+
+    # A second factor, so the reset must ask for it.
+    await account.click("Set up an authenticator app")
+    await expect(account.labelled("The 6-digit code your app shows now")).to_be_focused()
+    secret = (await page.locator("#totp-secret").text_content() or "").replace(" ", "")
+    app = AuthenticatorApp(secret)
+    await account.fill("The 6-digit code your app shows now", await app.code())
+    await account.click("Turn on the authenticator app")
+    await account.expect_notice("The authenticator app is on.")
+    await account.click("I have saved them")
+    await account.click("Log out")
+    await account.expect_signed_out()
+
+    # Forgot the password: the same answer as for any email.
+    await account.click("Forgot your password?")
+    await expect(page.locator("#forgot-email")).to_be_focused()
+    await page.locator("#forgot-form").get_by_label("Email").fill(address)
+    await account.click("Mail me a link")
+    await account.expect_notice(re.compile("^If an account has this email, a link"))
+    link = await mailed_link(outbox, address, "reset-password")
+    await page.goto(link)
+    await expect(page.get_by_role("heading", name="Choose a new password")).to_be_visible()
+    assert page.url == account.url, "the token is still in the address bar"
+    new_password = "a brand new passphrase"
+    await account.fill("New password", new_password)
+    await account.click("Set the new password")
+    # The account has MFA: the page asks for the factor, then the reset goes through.
+    await account.expect_notice("One more step: your second factor.")
+    factor = account.labelled("Code from your authenticator app, or a backup code")
+    await expect(factor).to_be_focused()
+    await account.shot("reset-password-factor")
+    await no_blocking_violations(account, axe_source, "the reset view")
+    await factor.fill("000000")
+    await account.click("Set the new password")
+    await account.expect_problem(re.compile("That code is wrong"))
+    await factor.fill(await app.code())
+    await account.click("Set the new password")
+    await account.expect_signed_out()
+    await account.expect_notice("Your password is changed. Log in with it.")
+
+    # The old password is refused, the new one works (with the second factor).
+    await log_in(account, address)
+    await account.expect_problem("The email or password is incorrect.")
+    await log_in(account, address, new_password)
+    await challenge_code(account).fill(await app.code())
+    await account.click("Verify code")
+    await account.expect_signed_in(address)
+    await expect(page.locator("#events-body")).to_contain_text("Password reset with a mailed link")
+    await expect(page.locator("#events-body")).to_contain_text("Email address confirmed")
+
+    # The link works once: opened again, it is refused, and the tab is back on the account.
+    await page.goto(link)
+    await account.fill("New password", "yet another passphrase")
+    await account.click("Set the new password")
+    await expect(page.locator("#whoami")).to_have_text(f"Signed in as {address}")
+    await account.expect_problem(re.compile("This password-reset link is invalid, used"))
+
+    # A security key proves the second factor of a reset just as well.
+    await account.add_authenticator("usb")
+    await account.fill("Name (so you can tell them apart)", "Blue key")
+    await account.click("Add")
+    await account.expect_notice("Added Blue key.")
+    await account.click("Log out")
+    await account.expect_signed_out()
+    await account.click("Forgot your password?")
+    await page.locator("#forgot-form").get_by_label("Email").fill(address)
+    await account.click("Mail me a link")
+    await account.expect_notice(re.compile("^If an account has this email, a link"))
+    newer = await mailed_link(outbox, address, "reset-password", seen={link})
+    await page.goto(newer)
+    await account.fill("New password", "the third passphrase")
+    await account.click("Set the new password")
+    await account.expect_notice("One more step: your second factor.")
+    await account.click("Use a security key or passkey instead")
+    await account.expect_notice("Your password is changed. Log in with it.")
+    await log_in(account, address, "the third passphrase")
+    await expect(challenge_code(account)).to_be_visible()
+
+
 async def test_keyboard_only(account: AccountPage) -> None:
     """Create an account, set up TOTP, log out and back in with the keyboard alone; the focus
     order follows the page."""
@@ -379,7 +509,7 @@ async def test_keyboard_only(account: AccountPage) -> None:
     # The login email has the focus on arrival; Tab walks the forms in reading order.
     await expect(page.locator("#login-email")).to_be_focused()
     order = [await focused()]
-    for _ in range(6):
+    for _ in range(7):
         await page.keyboard.press("Tab")
         order.append(await focused())
     assert order == [
@@ -387,6 +517,7 @@ async def test_keyboard_only(account: AccountPage) -> None:
         "Password",
         "Log in",
         "Log in with a passkey",
+        "Forgot your password?",
         "Email",
         "Password",
         "Create account",

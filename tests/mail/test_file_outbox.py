@@ -46,7 +46,7 @@ async def test_eml_files_without_smtp(
         found = TOKEN.search(body.get_content())
         assert found is not None
         token = found.group(1)
-        assert "http://mfa.test/reset-password?token=" in body.get_content()
+        assert "http://mfa.test/account/reset-password?token=" in body.get_content()
         assert stat.S_IMODE(path.stat().st_mode) == 0o600
         assert stat.S_IMODE((data_dir / "outbox").stat().st_mode) == 0o700
 

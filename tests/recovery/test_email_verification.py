@@ -63,7 +63,7 @@ async def test_verification_on_request(
         asked = await client.post("/auth/email/verification", headers=headers)
         assert asked.status_code == 202, asked.text
         (sent,) = await smtp.wait_for(email, subject=SUBJECT)
-        assert f"http://mfa.test/verify-email?token={sent.token}" in sent.text
+        assert f"http://mfa.test/account/verify-email?token={sent.token}" in sent.text
         assert smtp.to(email) == [sent]  # and nothing at registration
         clock.advance(86400 + 1)
         expired = await verify(client, sent.token)

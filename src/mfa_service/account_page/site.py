@@ -12,7 +12,11 @@ from fastapi.staticfiles import StaticFiles
 from starlette.responses import Response
 from starlette.types import Scope
 
-PATH = "/account"
+from mfa_service.config import ACCOUNT_PAGE_PATH as PATH
+
+# The views the mailed links open (MFA_PASSWORD_RESET_URL and MFA_EMAIL_VERIFY_URL default to
+# them): the same page, which reads its view from the last path segment.
+VIEWS = ("reset-password", "verify-email")
 
 # Only this origin, and no inline script or style: what the page shows is built with the DOM
 # (textContent), so an injected string is text, never markup. `data:` images for the TOTP QR
@@ -42,7 +46,7 @@ SECURITY_HEADERS = {
 
 class _AccountPage(StaticFiles):
     async def get_response(self, path: str, scope: Scope) -> Response:
-        response = await super().get_response(path, scope)
+        response = await super().get_response("index.html" if path in VIEWS else path, scope)
         response.headers.update(SECURITY_HEADERS)
         return response
 

@@ -5,7 +5,9 @@ import {describe} from "./messages.js";
 const $ = (id) => document.getElementById(id);
 const EVENTS_PAGE = 10;
 
-const state = {challenge: null, mfa: null, eventsCursor: null, countdown: null};
+const state = {challenge: null, mfa: null, eventsCursor: null, countdown: null, link: null};
+// The views a mailed link opens: /account/<view>?token=… (site.py serves this page for them).
+const LINK_VIEWS = ["reset-password", "verify-email"];
 
 // --- small DOM helpers: text only, never markup ---------------------------------------------
 
@@ -181,7 +183,9 @@ function wireStepUp() {
 // --- views ----------------------------------------------------------------------------------
 
 function showView(id) {
-  for (const view of ["signed-out", "challenge", "signed-in"]) show(view, view === id);
+  for (const view of ["signed-out", "challenge", "reset", "verify", "signed-in"]) {
+    show(view, view === id);
+  }
   const signedIn = id === "signed-in";
   show("logout", signedIn);
   show("whoami", signedIn);
@@ -189,8 +193,34 @@ function showView(id) {
 
 function showSignedOut() {
   state.challenge = null;
+  state.link = null;
   showView("signed-out");
   $("login-email").focus();
+}
+
+/** The mailed link this page was opened with, if any: its token leaves the address bar (and
+ * the history) at once, and the address becomes the page's own. */
+function takeLink() {
+  const view = location.pathname.split("/").pop();
+  if (!LINK_VIEWS.includes(view)) return null;
+  const token = new URLSearchParams(location.search).get("token");
+  history.replaceState(null, "", "./");
+  return token ? {view, token} : null;
+}
+
+function showReset() {
+  $("reset-new-password").value = "";
+  $("reset-code").value = "";
+  $("reset-code").required = false;
+  show("reset-factor", false);
+  show("reset-webauthn-row", false);
+  showView("reset");
+  $("reset-new-password").focus();
+}
+
+function showVerify() {
+  showView("verify");
+  $("verify-confirm").focus();
 }
 
 function showChallenge(answer) {
@@ -219,6 +249,7 @@ async function loadAccount() {
   const [me, mfa] = await Promise.all([api.me(), api.mfaState()]);
   state.mfa = mfa;
   $("whoami").textContent = `Signed in as ${me.email}`;
+  renderEmail(me);
   renderMfa(mfa);
   await Promise.all([loadKeys(), loadSessions(), loadEvents()]);
 }
@@ -226,6 +257,13 @@ async function loadAccount() {
 async function refreshMfa() {
   state.mfa = await api.mfaState();
   renderMfa(state.mfa);
+}
+
+function renderEmail(me) {
+  $("email-state").textContent = me.email_verified
+    ? `${me.email}: confirmed.`
+    : `${me.email}: not confirmed yet.`;
+  show("verify-send", !me.email_verified);
 }
 
 function renderMfa(mfa) {
@@ -355,6 +393,15 @@ const EVENTS = {
   "webauthn.clone_suspected": "A security key looked cloned and was refused",
   "refresh.reuse_detected": "A stolen session token was detected; the session was ended",
   "password.changed": "Password changed",
+  "password.reset": "Password reset with a mailed link",
+  "email.verified": "Email address confirmed",
+  "login.refused": "A login was refused: the account was disabled",
+  "account.disabled": "Account disabled by an administrator",
+  "account.enabled": "Account enabled by an administrator",
+  "account.mfa_reset": "Second factors removed by an administrator",
+  "account.sessions_revoked": "Every session ended by an administrator",
+  "account.unlocked": "Locks lifted by an administrator",
+  "account.shown": "Account looked up by an administrator",
   logout: "Logged out",
   "session.revoked": "A session was ended",
   "device.remembered": "This device was remembered",
@@ -497,11 +544,98 @@ function wire() {
 
   on("events-more", () => loadEvents(true));
   wireStepUp();
+  wireRecovery();
+}
+
+function wireRecovery() {
+  on("forgot-open", () => {
+    const open = $("forgot-form").hidden;
+    show("forgot-form", open);
+    $("forgot-open").setAttribute("aria-expanded", String(open));
+    if (open) {
+      $("forgot-email").value = $("login-email").value;
+      $("forgot-email").focus();
+    }
+  });
+
+  on("forgot-form", async () => {
+    const {detail} = await api.forgotPassword($("forgot-email").value);
+    show("forgot-form", false);
+    $("forgot-open").setAttribute("aria-expanded", "false");
+    notice(detail);
+  });
+
+  // A user with a second factor proves it too: the first try without one tells.
+  const reset = async (proof) => {
+    const password = $("reset-new-password").value;
+    try {
+      await api.resetPassword(state.link.token, password, proof);
+    } catch (error) {
+      if (error.code === "invalid_code" && Object.keys(proof).length === 0) {
+        show("reset-factor");
+        show("reset-webauthn-row");
+        $("reset-code").required = true;
+        setTimeout(() => $("reset-code").focus()); // once act() has enabled the form again
+        notice("One more step: your second factor.");
+        return;
+      }
+      if (error.code === "invalid_reset_token") await leaveLink();
+      throw error;
+    }
+    api.forgetTokens(); // every session ended, this tab's too
+    showSignedOut();
+    $("login-password").value = "";
+    notice("Your password is changed. Log in with it.");
+  };
+  on("reset-form", () => {
+    const code = $("reset-code").value.trim();
+    return reset(code ? proofFrom(code) : {});
+  });
+  on("reset-webauthn", async () => {
+    if (!$("reset-new-password").reportValidity()) return;
+    await reset(await api.resetProofWithSecurityKey(state.link.token));
+  });
+  on("reset-cancel", () => showSignedOut());
+
+  on("verify-confirm", async () => {
+    try {
+      await api.verifyEmail(state.link.token);
+    } catch (error) {
+      if (error.code === "invalid_verification_token") await leaveLink();
+      throw error;
+    }
+    await leaveLink("Your email address is confirmed.");
+  });
+
+  on("verify-send", async () => {
+    const {detail} = await api.requestEmailVerification();
+    notice(detail);
+  });
+}
+
+/** Back from a link's view: to the account when this tab is signed in, else to log in. */
+async function leaveLink(message = "") {
+  state.link = null;
+  if (api.hasSession()) {
+    await signedIn(message);
+    return;
+  }
+  showSignedOut();
+  notice(message);
 }
 
 async function start() {
   for (const heading of document.querySelectorAll("h2")) heading.tabIndex = -1;
   wire();
+  state.link = takeLink();
+  if (state.link?.view === "reset-password") {
+    showReset();
+    return;
+  }
+  if (state.link?.view === "verify-email") {
+    showVerify();
+    return;
+  }
   if (!api.hasSession()) {
     showSignedOut();
     return;

@@ -215,6 +215,27 @@ async function webauthnGet(optionsJSON) {
 /** Options and assertion for a challenge that offers webauthn (ChallengeResponse.webauthn). */
 export const assertForChallenge = (requestOptions) => webauthnGet(requestOptions);
 
+// --- account recovery and email verification (SPEC §10) ------------------------------------
+
+/** {detail}: the same answer whether or not the email has an account. */
+export const forgotPassword = (email) =>
+  request("POST", "/auth/password/forgot", {body: {email}});
+
+/** token: from the mailed link. proof: nothing, {code}, {backup_code} or {webauthn}; a user
+ * with a second factor must give one (401 invalid_code without it). Ends every session. */
+export const resetPassword = (token, newPassword, proof = {}) =>
+  request("POST", "/auth/password/reset", {body: {token, new_password: newPassword, ...proof}});
+
+/** {webauthn}: a security key's assertion bound to this reset link. */
+export async function resetProofWithSecurityKey(token) {
+  const options = await request("POST", "/auth/password/reset/options", {body: {token}});
+  return {webauthn: await webauthnGet(options)};
+}
+
+export const requestEmailVerification = () => authed("POST", "/auth/email/verification");
+
+export const verifyEmail = (token) => request("POST", "/auth/email/verify", {body: {token}});
+
 // --- sessions and security events (SPEC §8, §2) ---------------------------------------------
 
 export const sessions = () => authed("GET", "/users/me/sessions");
