@@ -96,8 +96,11 @@ async def test_domain_counters_by_outcome_and_no_label_names_a_person(
         await client.post("/auth/login", json={"email": user.email, "password": "nope nope"})
         after = await scrape(client)
 
+        def grew_in(text: str, name: str, **labels: str) -> float:
+            return value(text, name, **labels) - value(before, name, **labels)
+
         def grew(name: str, **labels: str) -> float:
-            return value(after, name, **labels) - value(before, name, **labels)
+            return grew_in(after, name, **labels)
 
         assert grew("mfa_logins_total", method="password", outcome="mfa_required") == 1
         assert grew("mfa_logins_total", method="password", outcome="failed") == 1
@@ -117,8 +120,18 @@ async def test_domain_counters_by_outcome_and_no_label_names_a_person(
         sessions = await client.get("/users/me/sessions", headers=bearer(user.access_token))
         session_id = sessions.json()["items"][0]["id"] if sessions.is_success else str(uuid.uuid4())
         await client.delete(f"/users/me/sessions/{uuid.uuid4()}", headers=bearer(user.access_token))
+        # The account page's files share one label; a path no route takes is "unmatched".
+        for path in ("/account/", "/account/account.js", "/account/missing.js", "/nowhere"):
+            await client.get(path)
         text = await scrape(client)
         assert 'route="/users/me/sessions/{session_id}"' in text
+        page = {"method": "GET", "route": "/account/{file}"}
+        assert grew_in(text, "mfa_http_requests_total", **page, status="200") == 2
+        assert grew_in(text, "mfa_http_requests_total", **page, status="404") == 1
+        assert (
+            grew_in(text, "mfa_http_requests_total", method="GET", route="unmatched", status="404")
+            == 1
+        )
         for personal in (user.email, "203.0.113.7", session_id, user.email.split("@")[0]):
             assert personal not in text
 
