@@ -137,6 +137,8 @@ class Settings(BaseSettings):
 
     # `mfa-service db prune` deletes audit events older than this.
     audit_retention_days: int = Field(default=365, ge=1)
+    # ...and delivered or given-up outbox rows (mail, webhooks) older than this.
+    outbox_retention_days: int = Field(default=30, ge=1)
 
     # Password hashing: argon2id, OWASP minimum by default.
     argon2_memory_kib: int = Field(default=19456, ge=19456)

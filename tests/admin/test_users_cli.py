@@ -6,12 +6,15 @@ from __future__ import annotations
 
 import asyncio
 import json
+import shutil
 from typing import Any
 
 import httpx
 import pytest
 
 from mfa_service.config import Settings
+from tests.mail.test_file_outbox import wait_for_file
+from tests.recovery.smtp import TOKEN
 from tests.support import (
     PASSWORD,
     Backend,
@@ -267,20 +270,27 @@ async def test_db_prune_deletes_what_is_dead_and_keeps_what_lives(
     backend: Backend, clock: FakeClock
 ) -> None:
     settings = settings_for(backend, device_token_days=1)
+    mailbox = settings.data_dir / "outbox"  # no SMTP server: each mail an .eml file
+    retention = {"MFA_AUDIT_RETENTION_DAYS": "2", "MFA_OUTBOX_RETENTION_DAYS": "2"}
     async with running_app(settings, clock) as client:
         email = new_email()
         clock.advance(-3 * 86400)  # three days ago: that session, device and events are old
         await register(client, email)
         old = await login(client, email)
+        # A reset link of three days ago, long expired, and the mail's delivered outbox row.
+        await client.post("/auth/password/forgot", json={"email": email})
+        await wait_for_file(mailbox, email)
         clock.advance(3 * 86400)
         current = await login(client, email)
-        prune = await cli(settings, "db", "prune", "--json", MFA_AUDIT_RETENTION_DAYS="2")
+        prune = await cli(settings, "db", "prune", "--json", **retention)
         assert prune.returncode == 0, prune.stderr
         pruned = json.loads(prune.stdout)
         assert pruned["sessions"] >= 1
         assert pruned["refresh_tokens"] >= 1
         assert pruned["device_tokens"] >= 1
+        assert pruned["account_tokens"] >= 1
         assert pruned["audit_events"] >= 1
+        assert pruned["outbox"] >= 1
         # The live session works on; the old refresh token is gone (unknown, not reused).
         assert (await client.get("/users/me", headers=bearer(current["access_token"]))).is_success
         r = await client.post("/auth/refresh", json={"refresh_token": old["refresh_token"]})
@@ -289,9 +299,23 @@ async def test_db_prune_deletes_what_is_dead_and_keeps_what_lives(
         assert r.status_code == 200
         types = [e["type"] for e in await events(client, current["access_token"])]
         assert types == ["login.succeeded"]  # the one of three days ago is pruned
-        human = await cli(settings, "db", "prune", MFA_AUDIT_RETENTION_DAYS="2")
+        # A link mailed now is kept, and works.
+        shutil.rmtree(mailbox)
+        await client.post("/auth/password/forgot", json={"email": email})
+        _, mail = await wait_for_file(mailbox, email)
+        again = await cli(settings, "db", "prune", "--json", **retention)
+        assert again.returncode == 0, again.stderr
+        assert json.loads(again.stdout)["account_tokens"] == 0
+        body = mail.get_body(preferencelist=("plain",))
+        assert body is not None
+        link = TOKEN.search(body.get_content())
+        assert link is not None
+        reset = {"token": link.group(1), "new_password": "a brand new passphrase"}
+        assert (await client.post("/auth/password/reset", json=reset)).status_code == 204
+        human = await cli(settings, "db", "prune", **retention)
         assert human.returncode == 0, human.stderr
         assert human.stdout.startswith("pruned 0 session(s), 0 refresh token(s)")
+        assert "1 link token(s)" in human.stdout  # the one just used
 
 
 async def test_db_prune_while_the_service_answers(backend: Backend, clock: FakeClock) -> None:
@@ -337,7 +361,9 @@ def test_the_operator_commands_have_help() -> None:
         result = run_cli(*command, "--help")
         assert result.returncode == 0, command
         assert result.stdout.startswith("usage: mfa-service " + " ".join(command))
-    assert "MFA_AUDIT_RETENTION_DAYS" in run_cli("db", "prune", "--help").stdout
+    prune_help = run_cli("db", "prune", "--help").stdout
+    assert "MFA_AUDIT_RETENTION_DAYS" in prune_help
+    assert "MFA_OUTBOX_RETENTION_DAYS" in prune_help
     assert "--json" in run_cli("users", "disable", "--help").stdout
     usage = run_cli("users", "frobnicate", "a@b.c")
     assert usage.returncode == 2

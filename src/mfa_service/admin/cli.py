@@ -93,10 +93,12 @@ def add_commands(commands: Any, formatter: Formatter) -> None:
 def add_db_prune(db_commands: Any, formatter: Formatter) -> None:
     prune = db_commands.add_parser(
         "prune",
-        help="delete expired sessions, refresh and device tokens, and old audit events",
+        help="delete expired sessions and tokens, old audit events and outbox rows",
         description="Delete sessions past their end or idle limit (and their refresh tokens), "
-        "expired device tokens, and audit events older than MFA_AUDIT_RETENTION_DAYS, in "
-        "small batches: safe while the service runs.",
+        "expired device tokens, used or expired reset and verification links, audit events "
+        "older than MFA_AUDIT_RETENTION_DAYS, and outbox rows (mail, webhooks) delivered or "
+        "given up more than MFA_OUTBOX_RETENTION_DAYS ago, in small batches: safe while the "
+        "service runs.",
         formatter_class=formatter,
     )
     _json_flag(prune)
@@ -237,7 +239,9 @@ async def run_prune(settings: Settings, as_json: bool) -> int:
     else:
         print(
             f"pruned {pruned.sessions} session(s), {pruned.refresh_tokens} refresh token(s), "
-            f"{pruned.device_tokens} device token(s), {pruned.audit_events} audit event(s) "
-            f"older than {settings.audit_retention_days} days"
+            f"{pruned.device_tokens} device token(s), {pruned.account_tokens} link token(s), "
+            f"{pruned.audit_events} audit event(s) older than "
+            f"{settings.audit_retention_days} days, {pruned.outbox} outbox row(s) older than "
+            f"{settings.outbox_retention_days} days"
         )
     return 0

@@ -9,7 +9,10 @@ write lock is held for one batch at a time. Nothing deleted here can still answe
   access token of theirs is still valid), or revoked that long ago; their refresh tokens go
   with them (the foreign key cascades, and we delete them first anyway);
 - device tokens past their expiry;
-- audit events older than MFA_AUDIT_RETENTION_DAYS.
+- reset and verification link tokens used, voided or expired;
+- audit events older than MFA_AUDIT_RETENTION_DAYS;
+- outbox rows (mail, webhooks) delivered or given up more than MFA_OUTBOX_RETENTION_DAYS ago
+  (a given-up row is what `webhooks retry` needs until then).
 """
 
 from __future__ import annotations
@@ -24,6 +27,8 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from mfa_service.audit.models import AuditEvent
 from mfa_service.config import Settings
 from mfa_service.devices.models import DeviceToken
+from mfa_service.outbox.models import OutboxMessage
+from mfa_service.recovery.models import AccountToken
 from mfa_service.sessions.models import RefreshToken, Session
 
 BATCH = 1000
@@ -32,6 +37,8 @@ SESSIONS: Any = Session.__table__  # type: ignore[attr-defined]
 REFRESH_TOKENS: Any = RefreshToken.__table__  # type: ignore[attr-defined]
 DEVICE_TOKENS: Any = DeviceToken.__table__  # type: ignore[attr-defined]
 AUDIT_EVENTS: Any = AuditEvent.__table__  # type: ignore[attr-defined]
+ACCOUNT_TOKENS: Any = AccountToken.__table__  # type: ignore[attr-defined]
+OUTBOX: Any = OutboxMessage.__table__  # type: ignore[attr-defined]
 
 
 @dataclass
@@ -39,7 +46,9 @@ class Pruned:
     sessions: int = 0
     refresh_tokens: int = 0
     device_tokens: int = 0
+    account_tokens: int = 0
     audit_events: int = 0
+    outbox: int = 0
 
 
 async def _delete_batches(engine: AsyncEngine, table: Any, ids: Any, batch: int) -> int:
@@ -81,6 +90,9 @@ async def prune(
     out.sessions = await _delete_batches(engine, SESSIONS, dead_sessions, batch)
     expired_devices = select(DEVICE_TOKENS.c.id).where(DEVICE_TOKENS.c.expires_at <= at)
     out.device_tokens = await _delete_batches(engine, DEVICE_TOKENS, expired_devices, batch)
+    t = ACCOUNT_TOKENS.c
+    spent_links = select(t.id).where(or_(t.used_at.is_not(None), t.expires_at <= at))
+    out.account_tokens = await _delete_batches(engine, ACCOUNT_TOKENS, spent_links, batch)
     retention = timedelta(days=settings.audit_retention_days)
     out.audit_events = await _delete_batches(
         engine,
@@ -88,4 +100,8 @@ async def prune(
         select(AUDIT_EVENTS.c.id).where(AUDIT_EVENTS.c.at < at - retention),
         batch,
     )
+    o = OUTBOX.c
+    kept_since = at - timedelta(days=settings.outbox_retention_days)
+    done = select(o.id).where(or_(o.delivered_at < kept_since, o.dead_at < kept_since))
+    out.outbox = await _delete_batches(engine, OUTBOX, done, batch)
     return out
