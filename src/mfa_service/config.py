@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import Annotated, Literal
 from urllib.parse import urlsplit
 
-from pydantic import Field, SecretStr, field_validator, model_validator
+from pydantic import Field, FilePath, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 from mfa_service.redis_url import check as check_redis_url
@@ -154,6 +154,9 @@ class Settings(BaseSettings):
     smtp_url: SecretStr | None = None
     mail_from: str = "mfa-service <no-reply@localhost>"
     smtp_timeout: float = Field(default=30.0, gt=0)
+    # PEM CA certificates to check the SMTP server's certificate with, instead of the system's
+    # (a relay with a private CA). The certificate is always checked.
+    smtp_ca_file: FilePath | None = None
     # Where the links in mails point (your front end), `?token=…` appended. Default: the
     # account page's views under MFA_ISSUER (/account/reset-password, /account/verify-email).
     password_reset_url: str | None = None

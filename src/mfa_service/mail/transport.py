@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
+import ssl
 from email.message import EmailMessage
 from pathlib import Path
 from typing import Protocol
@@ -25,11 +26,15 @@ class Transport(Protocol):
 
 
 class SmtpTransport:
-    """smtp:// (port 25 unless given) upgrades with STARTTLS when the server offers it;
-    smtps:// (port 465) is TLS from the first byte. Credentials come from the URL and are
-    never logged."""
+    """smtp:// (port 25 unless given) upgrades with STARTTLS when the server offers it, and
+    insists on it when the URL has credentials: they never travel in clear text, even past a
+    man in the middle who strips the offer. smtps:// (port 465) is TLS from the first byte.
+    The server's certificate is always checked (against `ca_file`, else the system's CAs).
+    Credentials come from the URL and are never logged."""
 
-    def __init__(self, url: str, timeout: float, local_hostname: str) -> None:
+    def __init__(
+        self, url: str, timeout: float, local_hostname: str, ca_file: Path | None = None
+    ) -> None:
         parts = urlsplit(url)
         self._implicit_tls = parts.scheme == "smtps"
         self._hostname = parts.hostname or "localhost"
@@ -39,6 +44,11 @@ class SmtpTransport:
         self._timeout = timeout
         # Given, so the client does not ask the resolver for this host's name (blocking).
         self._local_hostname = local_hostname
+        self._ca_file = str(ca_file) if ca_file is not None else None
+        if self._implicit_tls:
+            self._start_tls: bool | None = False
+        else:
+            self._start_tls = True if self._username is not None else None  # None: if offered
 
     async def send(self, message: EmailMessage, name: str) -> None:  # noqa: ARG002
         try:
@@ -49,7 +59,8 @@ class SmtpTransport:
                 username=self._username,
                 password=self._password,
                 use_tls=self._implicit_tls,
-                start_tls=False if self._implicit_tls else None,  # None: when offered
+                start_tls=self._start_tls,
+                cert_bundle=self._ca_file,
                 timeout=self._timeout,
                 local_hostname=self._local_hostname,
             )
@@ -59,7 +70,19 @@ class SmtpTransport:
             # The code only: the server's text may repeat the address.
             raise DeliveryError(f"SMTP error {exc.code}") from None
         except (aiosmtplib.SMTPException, OSError) as exc:
-            raise DeliveryError(f"SMTP server unreachable ({type(exc).__name__})") from None
+            raise DeliveryError(_failure(exc)) from None
+
+
+def _failure(exc: BaseException) -> str:
+    """What went wrong, in a fixed text (the outbox row, the log): never the server's words."""
+    chain = (exc, exc.__cause__, exc.__context__)
+    if any(isinstance(e, ssl.SSLCertVerificationError) for e in chain):
+        return "the SMTP server's certificate is not trusted (see MFA_SMTP_CA_FILE)"
+    if any(isinstance(e, ssl.SSLError) for e in chain):
+        return f"TLS with the SMTP server failed ({type(exc).__name__})"
+    if isinstance(exc, aiosmtplib.SMTPException) and "STARTTLS" in exc.message:
+        return "the SMTP server offers no STARTTLS, which the URL's credentials require"
+    return f"SMTP server unreachable ({type(exc).__name__})"
 
 
 class FileTransport:
@@ -88,7 +111,10 @@ def create_transport(settings: Settings) -> Transport:
     if settings.smtp_url is None:
         return FileTransport(settings.data_dir / "outbox")
     return SmtpTransport(
-        settings.smtp_url.get_secret_value(), settings.smtp_timeout, sender_domain(settings)
+        settings.smtp_url.get_secret_value(),
+        settings.smtp_timeout,
+        sender_domain(settings),
+        settings.smtp_ca_file,
     )
 
 
