@@ -17,8 +17,10 @@ from tests.support import (
     FakeClock,
     bearer,
     login,
+    mfa_user,
     new_email,
     register,
+    registered_login,
     running_app,
     settings_for,
     totp_code,
@@ -173,3 +175,36 @@ async def test_concurrent_confirmations_sign_in_once(
     assert all(r.status_code in {400, 401} for r in answers if r.status_code != 200)
     me = await client.get("/users/me", headers=bearer(signed_in[0]["access_token"]))
     assert me.status_code == 200
+
+
+async def test_turned_on_later_ends_the_sessions_made_without_a_second_factor(
+    backend: Backend, clock: FakeClock
+) -> None:
+    """Sessions from before MFA_REQUIRE_MFA=true that no second factor made do not refresh
+    any more (the user logs in and enrols); a session a second factor made lives on."""
+    settings = settings_for(backend)
+    async with running_app(settings, clock) as c:
+        email, plain = await registered_login(c)
+        user = await mfa_user(c, clock)
+        code = totp_code(user.secret, clock)
+        login_answer = await login(c, user.email)
+        r = await c.post(
+            "/mfa/challenge",
+            json={"challenge_token": login_answer["challenge_token"], "code": code},
+        )
+        assert r.status_code == 200, r.text
+        with_factor = r.json()
+    enforced = settings.model_copy(update={"require_mfa": True})
+    async with running_app(enforced, clock) as c:
+        refused = await c.post("/auth/refresh", json={"refresh_token": plain["refresh_token"]})
+        assert refused.status_code == 401
+        assert refused.json()["code"] == "invalid_refresh_token"
+        # The session is over, not only this refresh: its access token is refused too.
+        sessions = await c.get("/users/me/sessions", headers=bearer(plain["access_token"]))
+        assert sessions.status_code == 401
+        again = await c.post("/auth/login", json={"email": email, "password": PASSWORD})
+        assert again.json()["status"] == "mfa_enrollment_required"
+
+        kept = await c.post("/auth/refresh", json={"refresh_token": with_factor["refresh_token"]})
+        assert kept.status_code == 200, kept.text
+        assert amr(kept.json()["access_token"]) == ["pwd", "mfa", "otp"]

@@ -174,6 +174,12 @@ async def refresh(
     await svc.login_limiter.settle(attempt, ok=True)  # a genuine token: not a guess
     if not rotation.rotated:  # revoked, ended, idle too long, or credentials changed
         raise InvalidRefreshToken()
+    if svc.settings.require_mfa and "mfa" not in rotation.amr.split():
+        # Made by a password alone before MFA_REQUIRE_MFA was turned on: it ends, and the
+        # user's next login leads to enrollment.
+        await repository.revoke(db, rotation.session_id, at, "mfa_required")
+        audit.record(db, svc, client, "session.revoked", rotation.user_id, reason="mfa_required")
+        raise InvalidRefreshToken()
     return await _token_pair(
         svc,
         next_token,
