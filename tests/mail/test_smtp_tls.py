@@ -6,12 +6,13 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
 from tests.mail.pki import Pki, make_pki
 from tests.outbox.test_delivery import NEW_PASSWORD, account, change_password, failed, wait_rows
-from tests.recovery.smtp import SmtpServer
+from tests.recovery.smtp import Received, SmtpServer
 from tests.support import Backend, FakeClock, running_app, settings_for
 
 USER, PASSWORD = "relay-user", "relay pass: w0rd"
@@ -34,17 +35,36 @@ def with_credentials(url: str) -> str:
     return f"{scheme}://{USER}:{PASSWORD.replace(' ', '%20').replace(':', '%3A')}@{rest}"
 
 
+async def delivered(
+    backend: Backend, clock: FakeClock, server: SmtpServer, url: str, **settings: Any
+) -> Received:
+    """A password change's notice mail, as the server received it."""
+    async with running_app(settings_for(backend, smtp_url=url, **settings), clock) as client:
+        email, _, tokens = await account(client)
+        await change_password(client, tokens, NEW_PASSWORD)
+        [mail] = await server.wait_for(email, subject="password")
+    return mail
+
+
+async def refused(backend: Backend, clock: FakeClock, server: SmtpServer, url: str) -> str:
+    """A password change's notice mail, not sent: the error its outbox row records."""
+    settings = settings_for(backend, smtp_url=url, outbox_poll_seconds=0.2)
+    async with running_app(settings, clock) as client:
+        email, user_id, tokens = await account(client)
+        await change_password(client, tokens, NEW_PASSWORD)
+        [row] = await wait_rows(backend, user_id, failed(1))
+    assert server.to(email) == []
+    error: str = row.last_error
+    return error
+
+
 async def test_smtps_with_a_private_ca(
     backend: Backend, clock: FakeClock, pki: Pki, server: SmtpServer
 ) -> None:
     server.tls_context = pki.server_context()
     server.implicit_tls = True
     server.start()
-    settings = settings_for(backend, smtp_url=server.url, smtp_ca_file=pki.ca_file)
-    async with running_app(settings, clock) as client:
-        email, _, tokens = await account(client)
-        await change_password(client, tokens, NEW_PASSWORD)
-        [mail] = await server.wait_for(email, subject="password")
+    mail = await delivered(backend, clock, server, server.url, smtp_ca_file=pki.ca_file)
     assert mail.tls
 
 
@@ -55,11 +75,7 @@ async def test_starttls_before_the_credentials(
     server.logins = {USER: PASSWORD}
     server.start()
     url = with_credentials(server.url)
-    settings = settings_for(backend, smtp_url=url, smtp_ca_file=pki.ca_file)
-    async with running_app(settings, clock) as client:
-        email, _, tokens = await account(client)
-        await change_password(client, tokens, NEW_PASSWORD)
-        [mail] = await server.wait_for(email, subject="password")
+    mail = await delivered(backend, clock, server, url, smtp_ca_file=pki.ca_file)
     assert (mail.tls, mail.login) == (True, USER)
     assert server.auth_attempts == [(USER, True)]
 
@@ -72,16 +88,11 @@ async def test_credentials_never_go_in_clear(
     server.logins = {USER: PASSWORD}
     server.auth_in_clear = True
     server.start()
-    settings = settings_for(backend, smtp_url=with_credentials(server.url), outbox_poll_seconds=0.2)
-    async with running_app(settings, clock) as client:
-        email, user_id, tokens = await account(client)
-        await change_password(client, tokens, NEW_PASSWORD)
-        [row] = await wait_rows(backend, user_id, failed(1))
-    assert row.last_error == (
+    error = await refused(backend, clock, server, with_credentials(server.url))
+    assert error == (
         "DeliveryError: the SMTP server offers no STARTTLS, which the URL's credentials require"
     )
     assert server.auth_attempts == []
-    assert server.to(email) == []
 
 
 @pytest.mark.parametrize("implicit_tls", [True, False], ids=["smtps", "starttls"])
@@ -92,12 +103,7 @@ async def test_an_untrusted_certificate_is_refused(
     server.tls_context = pki.server_context()
     server.implicit_tls = implicit_tls
     server.start()
-    settings = settings_for(backend, smtp_url=server.url, outbox_poll_seconds=0.2)
-    async with running_app(settings, clock) as client:
-        email, user_id, tokens = await account(client)
-        await change_password(client, tokens, NEW_PASSWORD)
-        [row] = await wait_rows(backend, user_id, failed(1))
-    assert row.last_error == (
+    error = await refused(backend, clock, server, server.url)
+    assert error == (
         "DeliveryError: the SMTP server's certificate is not trusted (see MFA_SMTP_CA_FILE)"
     )
-    assert server.to(email) == []
