@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import os
 import shutil
+import signal
 import socket
 import subprocess
 import sys
@@ -12,7 +13,7 @@ import tempfile
 import time
 import uuid
 import warnings
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Iterator, Sequence
 from contextlib import asynccontextmanager, contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -354,6 +355,45 @@ def run_cli(*args: str, **env: str) -> subprocess.CompletedProcess[str]:
         timeout=60,
         check=False,
     )
+
+
+def run_command(args: Sequence[str], cwd: Path, timeout: float) -> subprocess.CompletedProcess[str]:
+    """A tool's result (npm, npx, node); on timeout its whole process group is killed and the
+    test fails. npm is kept quiet and off the network for its notices."""
+    env = {
+        **os.environ,
+        "npm_config_update_notifier": "false",
+        "npm_config_fund": "false",
+        "npm_config_audit": "false",
+        "NO_COLOR": "1",
+        "FORCE_COLOR": "0",
+    }
+    with subprocess.Popen(
+        list(args),
+        cwd=cwd,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        start_new_session=True,
+    ) as process:
+        try:
+            stdout, stderr = process.communicate(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            os.killpg(process.pid, signal.SIGKILL)
+            process.communicate()
+            pytest.fail(f"`{' '.join(args)}` did not finish within {timeout:.0f} s", pytrace=False)
+        return subprocess.CompletedProcess(list(args), process.returncode, stdout, stderr)
+
+
+def command_must_succeed(
+    args: Sequence[str], cwd: Path, timeout: float
+) -> subprocess.CompletedProcess[str]:
+    result = run_command(args, cwd, timeout)
+    assert result.returncode == 0, (
+        f"`{' '.join(args)}` exited {result.returncode}\n{result.stdout}\n{result.stderr}"
+    )
+    return result
 
 
 def cli_env(settings: Settings, **extra: str) -> dict[str, str]:

@@ -9,8 +9,6 @@ import asyncio
 import os
 import re
 import shutil
-import signal
-import subprocess
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -23,7 +21,7 @@ from playwright.async_api import CDPSession, Locator, Page, expect
 
 from tests.browser import chromium
 from tests.browser.chromium import STEP_TIMEOUT, Service
-from tests.support import REQUIRE_SERVICES
+from tests.support import REQUIRE_SERVICES, command_must_succeed
 
 ROOT = Path(__file__).resolve().parents[2]
 AXE_PROJECT = Path(__file__).parent / "axe"
@@ -153,29 +151,8 @@ def install_axe(workdir: Path) -> str:
         pytest.skip(reason)
     for name in ("package.json", "package-lock.json"):
         shutil.copy2(AXE_PROJECT / name, workdir / name)
-    env = {
-        **os.environ,
-        "npm_config_update_notifier": "false",
-        "npm_config_fund": "false",
-        "npm_config_audit": "false",
-    }
-    args = ["npm", "ci", "--no-audit", "--no-fund", "--ignore-scripts", "--prefer-offline"]
-    with subprocess.Popen(
-        args,
-        cwd=workdir,
-        env=env,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-        start_new_session=True,
-    ) as process:
-        try:
-            stdout, stderr = process.communicate(timeout=NPM_TIMEOUT)
-        except subprocess.TimeoutExpired:
-            os.killpg(process.pid, signal.SIGKILL)
-            process.communicate()
-            pytest.fail(f"`npm ci` did not finish within {NPM_TIMEOUT} s", pytrace=False)
-    assert process.returncode == 0, f"`npm ci` exited {process.returncode}\n{stdout}\n{stderr}"
+    npm_ci = ["npm", "ci", "--no-audit", "--no-fund", "--ignore-scripts", "--prefer-offline"]
+    command_must_succeed(npm_ci, workdir, NPM_TIMEOUT)
     return (workdir / "node_modules" / "axe-core" / "axe.min.js").read_text(encoding="utf-8")
 
 

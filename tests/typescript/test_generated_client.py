@@ -10,12 +10,10 @@ Without Node.js the tests skip, unless MFA_TEST_REQUIRE_SERVICES=1 (CI), where t
 from __future__ import annotations
 
 import json
-import os
 import re
 import shutil
-import signal
 import subprocess
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -24,7 +22,13 @@ import pytest
 
 from mfa_service.app import create_app
 from mfa_service.secretbox import generate_data_key
-from tests.support import REQUIRE_SERVICES, Backend, settings_for
+from tests.support import (
+    REQUIRE_SERVICES,
+    Backend,
+    command_must_succeed,
+    run_command,
+    settings_for,
+)
 
 HERE = Path(__file__).parent
 PROJECT_FILES = ("package.json", "package-lock.json", "tsconfig.json", "client-check.ts")
@@ -234,44 +238,6 @@ def node_missing() -> str | None:
     return None
 
 
-def run(args: Sequence[str], cwd: Path, timeout: float) -> subprocess.CompletedProcess[str]:
-    """The command's result; on timeout its whole process group is killed and the test fails."""
-    env = {
-        **os.environ,
-        "npm_config_update_notifier": "false",
-        "npm_config_fund": "false",
-        "npm_config_audit": "false",
-        "NO_COLOR": "1",
-        "FORCE_COLOR": "0",
-    }
-    with subprocess.Popen(
-        list(args),
-        cwd=cwd,
-        env=env,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-        start_new_session=True,
-    ) as process:
-        try:
-            stdout, stderr = process.communicate(timeout=timeout)
-        except subprocess.TimeoutExpired:
-            os.killpg(process.pid, signal.SIGKILL)
-            process.communicate()
-            pytest.fail(f"`{' '.join(args)}` did not finish within {timeout:.0f} s", pytrace=False)
-        return subprocess.CompletedProcess(list(args), process.returncode, stdout, stderr)
-
-
-def must_succeed(
-    args: Sequence[str], cwd: Path, timeout: float
-) -> subprocess.CompletedProcess[str]:
-    result = run(args, cwd, timeout)
-    assert result.returncode == 0, (
-        f"`{' '.join(args)}` exited {result.returncode}\n{result.stdout}\n{result.stderr}"
-    )
-    return result
-
-
 def openapi_document(data_dir: Path) -> dict[str, Any]:
     """The document the app serves at /openapi.json, built in process (no server, no storage:
     the app opens its database and Redis only in its lifespan)."""
@@ -302,12 +268,12 @@ def generated(tmp_path_factory: pytest.TempPathFactory) -> GeneratedClient:
         shutil.copy2(HERE / name, project / name)
     document = openapi_document(tmp_path_factory.mktemp("typescript-data"))
     (project / "openapi.json").write_text(json.dumps(document, indent=2), encoding="utf-8")
-    must_succeed(
+    command_must_succeed(
         ["npm", "ci", "--no-audit", "--no-fund", "--ignore-scripts", "--prefer-offline"],
         project,
         INSTALL_TIMEOUT,
     )
-    must_succeed(
+    command_must_succeed(
         ["npx", "--no", "--", "openapi-typescript", "openapi.json", "-o", "schema.d.ts"],
         project,
         TOOL_TIMEOUT,
@@ -364,7 +330,7 @@ def test_every_error_body_is_typed(generated: GeneratedClient) -> None:
 
 
 def test_the_generated_client_type_checks(generated: GeneratedClient) -> None:
-    result = run(
+    result = run_command(
         ["npx", "--no", "--", "tsc", "--noEmit", "-p", "tsconfig.json"],
         generated.project,
         TOOL_TIMEOUT,
