@@ -185,6 +185,7 @@ async def test_turned_on_later_ends_the_sessions_made_without_a_second_factor(
     settings = settings_for(backend)
     async with running_app(settings, clock) as c:
         email, plain = await registered_login(c)
+        _, raced = await registered_login(c)
         user = await mfa_user(c, clock)
         code = totp_code(user.secret, clock)
         login_answer = await login(c, user.email)
@@ -204,6 +205,16 @@ async def test_turned_on_later_ends_the_sessions_made_without_a_second_factor(
         assert sessions.status_code == 401
         again = await c.post("/auth/login", json={"email": email, "password": PASSWORD})
         assert again.json()["status"] == "mfa_enrollment_required"
+
+        # Presented by many at once, the token renews nothing: every answer is 401.
+        answers = await asyncio.gather(
+            *(
+                c.post("/auth/refresh", json={"refresh_token": raced["refresh_token"]})
+                for _ in range(8)
+            )
+        )
+        assert [r.status_code for r in answers] == [401] * 8
+        assert (await c.get("/users/me", headers=bearer(raced["access_token"]))).status_code == 401
 
         kept = await c.post("/auth/refresh", json={"refresh_token": with_factor["refresh_token"]})
         assert kept.status_code == 200, kept.text
