@@ -54,10 +54,14 @@ def browser_database_url(tmp_path: Path) -> Iterator[str]:
 
 @pytest.fixture
 async def service(
-    redis_url: str | None, browser_database_url: str, tmp_path: Path
+    redis_url: str | None,
+    browser_database_url: str,
+    tmp_path: Path,
+    request: pytest.FixtureRequest,
 ) -> AsyncIterator[Service]:
     """`mfa-service serve` whose issuer, RP ID and WebAuthn origin are http://localhost:PORT:
-    a secure context for the browser without TLS."""
+    a secure context for the browser without TLS. More MFA_ settings: parametrize `service`
+    indirectly with a dict of them."""
     port = free_port()
     origin = f"http://localhost:{port}"
     prefix = f"mfa-browser-{uuid.uuid4().hex[:8]}:"
@@ -70,6 +74,7 @@ async def service(
         MFA_WEBAUTHN_RP_ID="localhost",
         MFA_WEBAUTHN_ORIGINS=origin,
     )
+    env.update(getattr(request, "param", {}))
     if redis_url is not None:
         env.update(MFA_REDIS_URL=redis_url, MFA_REDIS_PREFIX=prefix)
     log = tmp_path / "server.log"

@@ -472,6 +472,54 @@ async def test_recovery_and_verification_from_the_mailed_links(
     await expect(challenge_code(account)).to_be_visible()
 
 
+@pytest.mark.parametrize("service", [{"MFA_REQUIRE_MFA": "true"}], indirect=True)
+async def test_enforced_enrollment(account: AccountPage, axe_source: str) -> None:
+    """MFA_REQUIRE_MFA: a new account (and an old one without a factor) is led from the
+    password to setting up a second factor, which logs it in."""
+    page = account.page
+    address = new_email()
+    register = page.locator("#register-form")
+    await register.get_by_label("Email").fill(address)
+    await register.get_by_label("Password").fill(PASSWORD)
+    await account.click("Create account")
+    await expect(page.get_by_role("heading", name="Set up two-step verification")).to_be_visible()
+    await expect(account.button("Set up an authenticator app")).to_be_focused()
+    await account.shot("enroll")
+    await no_blocking_violations(account, axe_source, "the enrollment view")
+
+    await account.click("Set up an authenticator app")
+    code_field = account.labelled("The code your app shows now")
+    await expect(code_field).to_be_focused()
+    secret = (await page.locator("#enroll-secret").text_content() or "").replace(" ", "")
+    assert secret, "no secret shown"
+    app = AuthenticatorApp(secret)
+    await code_field.fill("000000")
+    await account.click("Turn on and log in")
+    await account.expect_problem(re.compile("That code is wrong"))
+    await code_field.fill(await app.code())
+    await account.click("Turn on and log in")
+    await account.expect_signed_in(address)
+    await account.expect_notice("Two-step verification is on, and you are logged in.")
+    await shown_codes(account)
+    await account.click("I have saved them")
+    await account.click("Log out")
+
+    # A second account enrols with a security key instead.
+    other = new_email()
+    await register.get_by_label("Email").fill(other)
+    await register.get_by_label("Password").fill(PASSWORD)
+    await account.click("Create account")
+    await account.add_authenticator("usb")
+    await account.fill("Name (so you can tell it apart)", "Red key")
+    await account.click("Add the security key and log in")
+    await account.expect_signed_in(other)
+    await account.expect_notice(
+        "Added Red key. Two-step verification is on, and you are logged in."
+    )
+    await expect(page.locator("#key-list > li")).to_have_count(1)
+    await shown_codes(account)
+
+
 async def test_keyboard_only(account: AccountPage) -> None:
     """Create an account, set up TOTP, log out and back in with the keyboard alone; the focus
     order follows the page."""

@@ -5,7 +5,8 @@ import {describe} from "./messages.js";
 const $ = (id) => document.getElementById(id);
 const EVENTS_PAGE = 10;
 
-const state = {challenge: null, mfa: null, eventsCursor: null, countdown: null, link: null};
+const state = {challenge: null, enrollment: null, mfa: null, eventsCursor: null, countdown: null,
+  link: null};
 // The views a mailed link opens: /account/<view>?token=… (site.py serves this page for them).
 const LINK_VIEWS = ["reset-password", "verify-email"];
 
@@ -183,7 +184,7 @@ function wireStepUp() {
 // --- views ----------------------------------------------------------------------------------
 
 function showView(id) {
-  for (const view of ["signed-out", "challenge", "reset", "verify", "signed-in"]) {
+  for (const view of ["signed-out", "challenge", "enroll", "reset", "verify", "signed-in"]) {
     show(view, view === id);
   }
   const signedIn = id === "signed-in";
@@ -193,6 +194,7 @@ function showView(id) {
 
 function showSignedOut() {
   state.challenge = null;
+  state.enrollment = null;
   state.link = null;
   showView("signed-out");
   $("login-email").focus();
@@ -235,8 +237,29 @@ function showChallenge(answer) {
   $("challenge").querySelector("form:not([hidden]) input, p:not([hidden]) > button")?.focus();
 }
 
+/** After the password, when the service requires a second factor the user does not have. */
+function showEnrollment(answer) {
+  state.enrollment = answer.enrollment_token;
+  show("enroll-totp-card", false);
+  show("enroll-totp");
+  $("enroll-qr").removeAttribute("src");
+  $("enroll-secret").textContent = "";
+  $("enroll-code").value = "";
+  $("enroll-key-name").value = "";
+  showView("enroll");
+  $("enroll-totp").focus();
+}
+
+/** What a login (or a registration's login) answered: a challenge, an enrollment, or tokens. */
+async function afterPassword(answer, message) {
+  if (answer.status === "mfa_required") showChallenge(answer);
+  else if (answer.status === "mfa_enrollment_required") showEnrollment(answer);
+  else await signedIn(message);
+}
+
 async function signedIn(message) {
   state.challenge = null;
+  state.enrollment = null;
   $("login-password").value = "";
   $("register-password").value = "";
   await loadAccount();
@@ -434,17 +457,17 @@ function wire() {
   on("login-form", async () => {
     const answer = await api.login($("login-email").value, $("login-password").value);
     $("login-password").value = "";
-    if (answer.status === "mfa_required") showChallenge(answer);
-    else await signedIn("You are logged in.");
+    await afterPassword(answer, "You are logged in.");
   });
 
   on("register-form", async () => {
     const email = $("register-email").value;
     const password = $("register-password").value;
     await api.register(email, password);
-    await api.login(email, password);
+    const answer = await api.login(email, password);
     $("register-email").value = "";
-    await signedIn("Your account is ready and you are logged in.");
+    $("register-password").value = "";
+    await afterPassword(answer, "Your account is ready and you are logged in.");
   });
 
   on("passkey-login", async () => {
@@ -544,7 +567,44 @@ function wire() {
 
   on("events-more", () => loadEvents(true));
   wireStepUp();
+  wireEnrollment();
   wireRecovery();
+}
+
+function wireEnrollment() {
+  // The enrollment token expires (or a password change ends it): start again from the login.
+  const enrolling = async (action) => {
+    try {
+      return await action();
+    } catch (error) {
+      if (error.code === "invalid_token") {
+        showSignedOut();
+        throw new api.ApiError(401, {code: "challenge_expired"}, null);
+      }
+      throw error;
+    }
+  };
+  on("enroll-totp", async () => {
+    const setup = await enrolling(() => api.enrollTotpSetup(state.enrollment));
+    $("enroll-qr").src = setup.qr_svg;
+    $("enroll-secret").textContent = setup.secret.match(/.{1,4}/g).join(" ");
+    show("enroll-totp-card");
+    show("enroll-totp", false);
+    $("enroll-code").focus();
+  });
+  on("enroll-confirm-form", async () => {
+    const code = $("enroll-code").value;
+    const answer = await enrolling(() => api.enrollTotpConfirm(state.enrollment, code));
+    await signedIn("Two-step verification is on, and you are logged in.");
+    showBackupCodes(answer.backup_codes);
+  });
+  on("enroll-key-form", async () => {
+    const name = $("enroll-key-name").value.trim();
+    const answer = await enrolling(() => api.enrollSecurityKey(state.enrollment, name));
+    await signedIn(`Added ${answer.credential.name}. Two-step verification is on, and you are logged in.`);
+    showBackupCodes(answer.backup_codes);
+  });
+  on("enroll-cancel", () => showSignedOut());
 }
 
 function wireRecovery() {

@@ -215,6 +215,35 @@ async function webauthnGet(optionsJSON) {
 /** Options and assertion for a challenge that offers webauthn (ChallengeResponse.webauthn). */
 export const assertForChallenge = (requestOptions) => webauthnGet(requestOptions);
 
+// --- enforced enrollment (MFA_REQUIRE_MFA): the enrollment token of a login --------------------
+
+/** {secret, otpauth_uri, qr_svg}, with the login's enrollment token. */
+export const enrollTotpSetup = (enrollmentToken) =>
+  request("POST", "/mfa/totp/setup", {token: enrollmentToken});
+
+/** {backup_codes, …tokens}: the enrollment's success signs in. */
+export async function enrollTotpConfirm(enrollmentToken, code) {
+  const answer = await request("POST", "/mfa/totp/confirm", {body: {code}, token: enrollmentToken});
+  keepTokens(answer);
+  return answer;
+}
+
+/** {credential, backup_codes, …tokens}: a security key as the first factor signs in too. */
+export async function enrollSecurityKey(enrollmentToken, name) {
+  const token = enrollmentToken;
+  const options = await request("POST", "/mfa/webauthn/registrations/options", {
+    body: {passkey: false},
+    token,
+  });
+  const credential = await webauthnCreate(options);
+  const answer = await request("POST", "/mfa/webauthn/registrations", {
+    body: {credential, name},
+    token,
+  });
+  keepTokens(answer);
+  return answer;
+}
+
 // --- account recovery and email verification (SPEC §10) ------------------------------------
 
 /** {detail}: the same answer whether or not the email has an account. */
