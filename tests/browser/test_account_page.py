@@ -449,6 +449,11 @@ async def test_recovery_and_verification_from_the_mailed_links(
     await account.click("Set the new password")
     await expect(page.locator("#whoami")).to_have_text(f"Signed in as {address}")
     await account.expect_problem(re.compile("This password-reset link is invalid, used"))
+    # Opened and cancelled in a signed-in tab: back to the account.
+    await page.goto(link)
+    await account.click("Cancel")
+    await expect(page.locator("#whoami")).to_have_text(f"Signed in as {address}")
+    await expect(page.locator("#reset")).to_be_hidden()
 
     # A security key proves the second factor of a reset just as well.
     await account.add_authenticator("usb")
@@ -500,6 +505,9 @@ async def test_enforced_enrollment(account: AccountPage, axe_source: str) -> Non
     await account.click("Turn on and log in")
     await account.expect_signed_in(address)
     await account.expect_notice("Two-step verification is on, and you are logged in.")
+    # The secret and its QR code do not stay in the page once they did their work.
+    await expect(page.locator("#enroll-secret")).to_have_text("")
+    assert await page.locator("#enroll-qr").get_attribute("src") is None
     await shown_codes(account)
     await account.click("I have saved them")
     await account.click("Log out")

@@ -192,9 +192,22 @@ function showView(id) {
   show("whoami", signedIn);
 }
 
+/** A TOTP setup's QR code and secret (four characters a group) into the given elements. */
+function showTotpSecret(setup, qrId, secretId) {
+  $(qrId).src = setup.qr_svg;
+  $(secretId).textContent = setup.secret.match(/.{1,4}/g).join(" ");
+}
+
+/** The enrollment token and the secret it set up leave the page (done, cancelled or expired). */
+function forgetEnrollment() {
+  state.enrollment = null;
+  $("enroll-qr").removeAttribute("src");
+  $("enroll-secret").textContent = "";
+}
+
 function showSignedOut() {
   state.challenge = null;
-  state.enrollment = null;
+  forgetEnrollment();
   state.link = null;
   showView("signed-out");
   $("login-email").focus();
@@ -239,11 +252,10 @@ function showChallenge(answer) {
 
 /** After the password, when the service requires a second factor the user does not have. */
 function showEnrollment(answer) {
+  forgetEnrollment();
   state.enrollment = answer.enrollment_token;
   show("enroll-totp-card", false);
   show("enroll-totp");
-  $("enroll-qr").removeAttribute("src");
-  $("enroll-secret").textContent = "";
   $("enroll-code").value = "";
   $("enroll-key-name").value = "";
   showView("enroll");
@@ -259,7 +271,7 @@ async function afterPassword(answer, message) {
 
 async function signedIn(message) {
   state.challenge = null;
-  state.enrollment = null;
+  forgetEnrollment();
   $("login-password").value = "";
   $("register-password").value = "";
   await loadAccount();
@@ -499,8 +511,7 @@ function wire() {
 
   on("totp-setup", async () => {
     const setup = await withStepUp(() => api.totpSetup());
-    $("totp-qr").src = setup.qr_svg;
-    $("totp-secret").textContent = setup.secret.match(/.{1,4}/g).join(" ");
+    showTotpSecret(setup, "totp-qr", "totp-secret");
     $("totp-confirm-code").value = "";
     show("totp-enroll");
     show("totp-setup", false);
@@ -586,8 +597,7 @@ function wireEnrollment() {
   };
   on("enroll-totp", async () => {
     const setup = await enrolling(() => api.enrollTotpSetup(state.enrollment));
-    $("enroll-qr").src = setup.qr_svg;
-    $("enroll-secret").textContent = setup.secret.match(/.{1,4}/g).join(" ");
+    showTotpSecret(setup, "enroll-qr", "enroll-secret");
     show("enroll-totp-card");
     show("enroll-totp", false);
     $("enroll-code").focus();
@@ -655,7 +665,7 @@ function wireRecovery() {
     if (!$("reset-new-password").reportValidity()) return;
     await reset(await api.resetProofWithSecurityKey(state.link.token));
   });
-  on("reset-cancel", () => showSignedOut());
+  on("reset-cancel", () => leaveLink());
 
   on("verify-confirm", async () => {
     try {
